@@ -1,0 +1,157 @@
+import {Command, Flags, Interfaces} from '@oclif/core'
+import type {HactlConfig} from './lib/config/load.js'
+import {ExitCode, HactlError, HostError} from './lib/errors.js'
+import type {SshPool} from './lib/ssh/pool.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+/**
+ * The one base command: shared flags, config loading (once), the SSH pool's lifetime, and the only
+ * place where errors become messages and exit codes.
+ *
+ * Exit codes: 0 ok; 1 failure (or, for status, degraded); 2 usage or config error; 3 partial failure
+ * (some hosts failed, the others succeeded); 130 interrupted.
+ */
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override enableJsonFlag = true
+
+  static override baseFlags = {
+    config: Flags.string({
+      char: 'c',
+      summary: 'Path to hactl.yaml.',
+      env: 'HACTL_CONFIG',
+      helpGroup: 'GLOBAL',
+    }),
+    verbose: Flags.boolean({char: 'v', summary: 'Print remote commands and debug lines to stderr.', helpGroup: 'GLOBAL'}),
+    yes: Flags.boolean({char: 'y', summary: 'Answer yes to confirmation prompts.', helpGroup: 'GLOBAL'}),
+    concurrency: Flags.integer({
+      summary: 'How many hosts to work on at once (default: config concurrency, 50).',
+      min: 1,
+      max: 1000,
+      helpGroup: 'GLOBAL',
+    }),
+    color: Flags.boolean({
+      summary: 'Colour the output (--no-color, or NO_COLOR set, turns it off).',
+      allowNo: true,
+      default: true,
+      helpGroup: 'GLOBAL',
+    }),
+  }
+
+  protected flags!: BaseFlags<T>
+  protected args!: BaseArgs<T>
+  private configCache?: HactlConfig
+  private poolInstance?: SshPool
+  private cleanups: Array<() => Promise<void> | void> = []
+
+  public override async init(): Promise<void> {
+    await super.init()
+    const {args, flags} = await this.parse({
+      flags: this.ctor.flags,
+      baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      args: this.ctor.args,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as BaseFlags<T>
+    this.args = args as BaseArgs<T>
+    if (!this.flags.color || process.env.NO_COLOR !== undefined) {
+      process.env.NO_COLOR = '1'
+      process.env.FORCE_COLOR = '0'
+    }
+  }
+
+  /** hactl.yaml, loaded once per run. */
+  protected async hactlConfig(): Promise<HactlConfig> {
+    if (!this.configCache) {
+      const {loadConfig} = await import('./lib/config/load.js')
+      this.configCache = loadConfig({flag: this.flags.config})
+    }
+    return this.configCache
+  }
+
+  /** The run's SSH pool: one connection per host, closed when the command ends. */
+  protected async sshPool(): Promise<SshPool> {
+    if (!this.poolInstance) {
+      const config = await this.hactlConfig()
+      const {SshPool} = await import('./lib/ssh/pool.js')
+      this.poolInstance = new SshPool(config, {
+        concurrency: this.flags.concurrency ?? config.concurrency,
+        log: this.flags.verbose ? (line: string) => process.stderr.write(`[ssh] ${line}\n`) : undefined,
+        interactive: Boolean(process.stdin.isTTY && process.stderr.isTTY),
+      })
+    }
+    return this.poolInstance
+  }
+
+  /** Register something to close when the command ends, whatever happens. */
+  protected onCleanup(fn: () => Promise<void> | void): void {
+    this.cleanups.push(fn)
+  }
+
+  protected debug(line: string): void {
+    if (this.flags?.verbose) process.stderr.write(`${line}\n`)
+  }
+
+  /** Whether the user can be asked a question. */
+  protected get interactive(): boolean {
+    return Boolean(process.stdin.isTTY && process.stderr.isTTY) && !this.jsonEnabled()
+  }
+
+  protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
+    // oclif's own parse errors (unknown flag, missing arg) are usage errors: exit 2 with one line.
+    const oclifExit = err.oclif?.exit
+    if (oclifExit !== undefined && !(err instanceof HactlError)) {
+      if (oclifExit === 0) throw err
+      const message = firstLine(err.message)
+      if (this.jsonEnabled()) {
+        this.logJson({error: {kind: 'usage', message, exitCode: ExitCode.usage}})
+      } else {
+        process.stderr.write(`Error: ${message}\nTry: ${this.config.bin} ${this.id ?? ''} --help\n`.replace(/ +--help/, ' --help'))
+      }
+      process.exitCode = ExitCode.usage
+      return
+    }
+    const exitCode = err instanceof HactlError ? err.exitCode : ExitCode.failure
+    const suggestions = err instanceof HactlError ? err.suggestions : []
+    if (this.jsonEnabled()) {
+      this.logJson({
+        error: {
+          kind: err instanceof HostError ? err.kind : err instanceof HactlError ? err.name : 'internal',
+          message: err.message,
+          ...(err instanceof HostError ? {host: err.host} : {}),
+          suggestions,
+          exitCode,
+        },
+      })
+    } else {
+      const {default: chalk} = await import('chalk')
+      process.stderr.write(`${chalk.red('Error:')} ${err.message}\n`)
+      for (const s of suggestions) process.stderr.write(`${chalk.dim('Hint:')} ${s}\n`)
+      if (!(err instanceof HactlError)) {
+        // A bug, not a user error: keep the detail behind --verbose.
+        if (this.flags?.verbose) process.stderr.write(`${err.stack ?? ''}\n`)
+        else process.stderr.write('Hint: this is a bug in hactl; run again with --verbose for the stack trace\n')
+      }
+    }
+    process.exitCode = exitCode
+    return undefined
+  }
+
+  protected override async finally(err: Error | undefined): Promise<unknown> {
+    for (const fn of this.cleanups.reverse()) {
+      try {
+        await fn()
+      } catch {
+        // Closing is best effort; the command's own outcome is what matters.
+      }
+    }
+    if (this.poolInstance) await this.poolInstance.close()
+    return super.finally(err)
+  }
+}
+
+function firstLine(s: string): string {
+  return (s.split('\n').find((l) => l.trim() !== '') ?? s).trim()
+}
