@@ -41,13 +41,15 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected flags!: BaseFlags<T>
   protected args!: BaseArgs<T>
+  /** Every positional argument, for commands with `strict = false` (node lists). */
+  protected positionals: string[] = []
   private configCache?: HactlConfig
   private poolInstance?: SshPool
   private cleanups: Array<() => Promise<void> | void> = []
 
   public override async init(): Promise<void> {
     await super.init()
-    const {args, flags} = await this.parse({
+    const {args, flags, argv} = await this.parse({
       flags: this.ctor.flags,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
       enableJsonFlag: this.ctor.enableJsonFlag,
@@ -56,6 +58,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     })
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
+    this.positionals = argv as string[]
     if (!this.flags.color || process.env.NO_COLOR !== undefined) {
       process.env.NO_COLOR = '1'
       process.env.FORCE_COLOR = '0'

@@ -1,0 +1,209 @@
+import {z} from 'zod'
+
+/**
+ * The shape of `hactl status --json`. The JSON Schema in schema/status.schema.json is generated
+ * from this (a unit test fails when it is stale), so scripts can rely on it.
+ */
+
+const errorInfo = z.object({kind: z.string(), message: z.string()})
+
+export const dispatcherEntrySchema = z.object({
+  /** Kamailio flags as kamcmd prints them: AP, IP, TP, DX... or null when the box is not in the list. */
+  flags: z.string().nullable(),
+  state: z.enum(['active', 'inactive', 'trying', 'disabled', 'absent', 'unknown']),
+})
+
+export const nodeStatusSchema = z.object({
+  name: z.string(),
+  host: z.string(),
+  port: z.number(),
+  roles: z.array(z.string()),
+  ssh: z.object({ok: z.boolean(), rttMs: z.number().optional(), error: errorInfo.optional()}),
+  bootId: z.string().optional(),
+  uptimeSeconds: z.number().optional(),
+  etcd: z
+    .object({
+      member: z.enum(['leader', 'follower', 'learner', 'unhealthy', 'not-a-member', 'unknown']),
+      memberId: z.string().optional(),
+      service: z.string().optional(),
+      discoveryUrl: z.string().optional(),
+    })
+    .optional(),
+  asterisk: z
+    .object({
+      state: z.enum(['running', 'stopped', 'shutdown-pending', 'unknown']),
+      activeCalls: z.number().optional(),
+      activeChannels: z.number().optional(),
+      callsProcessed: z.number().optional(),
+      maxCalls: z.number().optional(),
+      detail: z.string().optional(),
+    })
+    .optional(),
+  /** Keyed by Kamailio node name. */
+  dispatcher: z.record(z.string(), dispatcherEntrySchema).optional(),
+  maintenance: z
+    .object({
+      state: z.enum(['draining', 'drained']),
+      by: z.string().optional(),
+      since: z.string().optional(),
+      reason: z.string().optional(),
+    })
+    .optional(),
+  inService: z.boolean().optional(),
+})
+
+export const problemSchema = z.object({
+  severity: z.enum(['critical', 'warning']),
+  kind: z.enum([
+    'etcd-unreachable',
+    'etcd-member-down',
+    'etcd-no-leader',
+    'etcd-alarm',
+    'host-unreachable',
+    'host-key-mismatch',
+    'host-key-unknown',
+    'ssh-failed',
+    'asterisk-down',
+    'dispatcher-disagree',
+    'dispatcher-missing',
+    'drained-takes-calls',
+    'shutdown-unmarked',
+    'no-capacity',
+  ]),
+  node: z.string().optional(),
+  message: z.string(),
+  fix: z.string(),
+})
+
+export const clusterStatusSchema = z.object({
+  cluster: z.string(),
+  generatedAt: z.string(),
+  durationMs: z.number(),
+  healthy: z.boolean(),
+  etcd: z.object({
+    reachable: z.boolean(),
+    error: z.string().optional(),
+    clusterId: z.string().optional(),
+    healthy: z.number(),
+    total: z.number(),
+    leader: z.string().optional(),
+    raftTerm: z.number().optional(),
+    raftIndex: z.number().optional(),
+    version: z.string().optional(),
+    dbSize: z.number().optional(),
+    alarms: z.array(z.string()),
+  }),
+  discoveryUrls: z.array(z.string()),
+  asterisk: z.object({inService: z.number(), total: z.number(), inServiceNodes: z.array(z.string())}),
+  nodes: z.array(nodeStatusSchema),
+  problems: z.array(problemSchema),
+})
+
+export type DispatcherEntry = z.infer<typeof dispatcherEntrySchema>
+export type NodeStatus = z.infer<typeof nodeStatusSchema>
+export type Problem = z.infer<typeof problemSchema>
+export type ClusterStatus = z.infer<typeof clusterStatusSchema>
+export type EtcdSummary = ClusterStatus['etcd']
+
+/**
+ * A box is in service when Asterisk runs, it is not in maintenance, and every Kamailio that
+ * answered routes to it.
+ */
+export function isInService(n: NodeStatus): boolean {
+  if (!n.roles.includes('asterisk')) return false
+  if (n.asterisk?.state !== 'running') return false
+  if (n.maintenance) return false
+  const entries = Object.values(n.dispatcher ?? {})
+  if (entries.length === 0) return false
+  return entries.every((e) => e.state === 'active' || e.state === 'unknown') && entries.some((e) => e.state === 'active')
+}
+
+const SEVERITY_ORDER = {critical: 0, warning: 1} as const
+
+/** The problem rules: each problem says what is wrong and the command that fixes or explains it. */
+export function findProblems(
+  nodes: NodeStatus[],
+  etcd: EtcdSummary,
+  opts: {hasEtcdRole: boolean; kamailioNodes: string[]; etcdService?: string; bin?: string},
+): Problem[] {
+  const bin = opts.bin ?? 'hactl'
+  const svc = opts.etcdService ?? 'etcd2'
+  const problems: Problem[] = []
+  const add = (p: Problem) => problems.push(p)
+
+  if (opts.hasEtcdRole) {
+    if (!etcd.reachable) {
+      add({
+        severity: 'critical',
+        kind: 'etcd-unreachable',
+        message: `etcd does not answer${etcd.error ? `: ${etcd.error}` : ''}`,
+        fix: `${bin} exec etcd -- systemctl status ${svc}; if the cluster is lost: ${bin} cluster rediscover`,
+      })
+    } else {
+      if (!etcd.leader) {
+        add({severity: 'critical', kind: 'etcd-no-leader', message: 'etcd has no leader', fix: `${bin} cluster rediscover --dry-run`})
+      }
+      for (const a of etcd.alarms) {
+        add({severity: 'critical', kind: 'etcd-alarm', message: `etcd alarm: ${a}`, fix: 'etcdctl alarm list; etcdctl defrag; etcdctl alarm disarm'})
+      }
+    }
+  }
+
+  for (const n of nodes) {
+    if (!n.ssh.ok) {
+      const kind = n.ssh.error?.kind
+      if (kind === 'host-key-mismatch') {
+        add({severity: 'critical', kind: 'host-key-mismatch', node: n.name, message: `${n.name}: ${n.ssh.error?.message ?? 'host key mismatch'}`, fix: `ssh-keygen -R ${n.host} (only if the host was reinstalled on purpose)`})
+      } else if (kind === 'host-key-unknown') {
+        add({severity: 'critical', kind: 'host-key-unknown', node: n.name, message: `${n.name}: unknown host key`, fix: `ssh-keyscan ${n.host} >> ~/.ssh/known_hosts after checking the fingerprint`})
+      } else if (kind === 'unreachable' || kind === 'timeout') {
+        add({severity: 'critical', kind: 'host-unreachable', node: n.name, message: `${n.name} (${n.host}) is unreachable: ${n.ssh.error?.message ?? ''}`.trim(), fix: `ssh -p ${n.port} ${n.host}`})
+      } else {
+        add({severity: 'critical', kind: 'ssh-failed', node: n.name, message: `${n.name}: ${n.ssh.error?.message ?? 'ssh failed'}`, fix: `${bin} exec ${n.name} -- true --verbose`})
+      }
+    }
+    if (n.etcd && n.roles.includes('etcd') && etcd.reachable && (n.etcd.member === 'unhealthy' || n.etcd.member === 'not-a-member')) {
+      add({
+        severity: 'critical',
+        kind: 'etcd-member-down',
+        node: n.name,
+        message: n.etcd.member === 'unhealthy' ? `etcd member ${n.name} is down` : `${n.name} is not an etcd member`,
+        fix: n.etcd.member === 'unhealthy' ? `${bin} exec ${n.name} -- systemctl restart ${svc}` : `${bin} node add ${n.name} --roles etcd (or ${bin} cluster rediscover)`,
+      })
+    }
+    if (n.roles.includes('asterisk') && n.ssh.ok) {
+      const a = n.asterisk
+      if (a?.state === 'stopped' && n.maintenance?.state !== 'drained') {
+        add({severity: 'critical', kind: 'asterisk-down', node: n.name, message: `Asterisk is not running on ${n.name}${n.maintenance ? ' (draining)' : ''}`, fix: `${bin} node undrain ${n.name}`})
+      }
+      if (a?.state === 'shutdown-pending' && !n.maintenance) {
+        add({severity: 'warning', kind: 'shutdown-unmarked', node: n.name, message: `Asterisk on ${n.name} has a shutdown pending but no drain was recorded`, fix: `${bin} node drain ${n.name} (or ${bin} node undrain ${n.name} to abort it)`})
+      }
+      if (n.maintenance?.state === 'drained') {
+        const activeIn = Object.entries(n.dispatcher ?? {}).filter(([, e]) => e.state === 'active').map(([k]) => k)
+        if ((a?.activeCalls ?? 0) > 0 || activeIn.length > 0) {
+          add({
+            severity: 'warning',
+            kind: 'drained-takes-calls',
+            node: n.name,
+            message: `${n.name} is marked drained but ${activeIn.length > 0 ? `is active on ${activeIn.join(', ')}` : ''}${activeIn.length > 0 && (a?.activeCalls ?? 0) > 0 ? ' and ' : ''}${(a?.activeCalls ?? 0) > 0 ? `has ${a?.activeCalls} active call(s)` : ''}`,
+            fix: `${bin} node drain ${n.name}`,
+          })
+        }
+      }
+      const entries = Object.entries(n.dispatcher ?? {}).filter(([, e]) => e.state !== 'unknown')
+      if (!n.maintenance && entries.length > 0) {
+        const missing = entries.filter(([, e]) => e.state === 'absent').map(([k]) => k)
+        const states = new Set(entries.filter(([, e]) => e.state !== 'absent').map(([, e]) => e.state))
+        if (missing.length > 0) {
+          add({severity: 'warning', kind: 'dispatcher-missing', node: n.name, message: `${n.name} is not in the dispatcher list of ${missing.join(', ')}`, fix: `${bin} dispatcher sync`})
+        }
+        if (states.size > 1 || (states.size === 1 && !states.has('active') && a?.state === 'running')) {
+          const desc = entries.map(([k, e]) => `${k} ${e.flags ?? 'absent'}`).join(', ')
+          add({severity: 'warning', kind: 'dispatcher-disagree', node: n.name, message: `${n.name} is not active on every Kamailio (${desc})`, fix: `${bin} node undrain ${n.name}`})
+        }
+      }
+    }
+  }
+  return problems.sort((a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity])
+}

@@ -1,0 +1,63 @@
+import type {HactlConfig, ResolvedNode} from '../config/load.js'
+import {shellQuote} from '../ssh/quote.js'
+
+/**
+ * The one remote script `hactl status` runs on a host: it collects every fact the status needs
+ * from that host in a single SSH round trip. Each fact is printed in a section opened by a marker
+ * line and closed by the exit status of the command that produced it, so one failing probe never
+ * hides the others.
+ */
+export const MARK = '@@hactl:'
+
+export type SectionName = 'boot_id' | 'uptime' | 'asterisk' | 'dispatcher' | 'etcd_service' | 'discovery'
+
+export interface ProbeSection {
+  output: string
+  code: number
+}
+
+export function buildStatusProbe(config: HactlConfig, node: ResolvedNode): string {
+  const parts: string[] = [
+    section('boot_id', 'cat /proc/sys/kernel/random/boot_id'),
+    section('uptime', 'cat /proc/uptime'),
+  ]
+  if (node.roles.includes('asterisk')) {
+    parts.push(section('asterisk', `${config.asterisk.cli} ${shellQuote('core show channels count')}`))
+  }
+  if (node.roles.includes('kamailio')) {
+    parts.push(section('dispatcher', `${config.kamailio.cli} dispatcher.list`))
+  }
+  if (node.roles.includes('etcd')) {
+    parts.push(section('etcd_service', `systemctl is-active ${shellQuote(config.etcd.service)}`))
+    parts.push(section('discovery', `cat ${shellQuote(config.etcd.discovery.file)}`))
+  }
+  return parts.join('\n')
+}
+
+function section(name: SectionName, command: string): string {
+  // `</dev/null` keeps a probe from waiting on stdin; 2>&1 because Asterisk and kamcmd answer on either.
+  return `echo ${shellQuote(MARK + name)}; ( ${command} ) </dev/null 2>&1; echo "${MARK}rc $?"`
+}
+
+/** Split the probe's output back into its sections. A section without its rc line was cut off. */
+export function parseStatusProbe(stdout: string): Partial<Record<SectionName, ProbeSection>> {
+  const out: Partial<Record<SectionName, ProbeSection>> = {}
+  let current: SectionName | undefined
+  let lines: string[] = []
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith(MARK)) {
+      const rest = line.slice(MARK.length)
+      if (rest.startsWith('rc ') && current) {
+        out[current] = {output: lines.join('\n').replace(/\n+$/, ''), code: Number(rest.slice(3))}
+        current = undefined
+        lines = []
+      } else {
+        current = rest as SectionName
+        lines = []
+      }
+      continue
+    }
+    if (current) lines.push(line)
+  }
+  return out
+}
