@@ -1,0 +1,9 @@
+// Regenerates the JSON Schemas checked into schema/ from their zod models (npm run schemas).
+import {writeFileSync} from 'node:fs'
+import path from 'node:path'
+import {z} from 'zod'
+import {clusterStatusSchema} from '../src/lib/ops/status-model.js'
+
+const dir = path.resolve(import.meta.dirname, '..', 'schema')
+writeFileSync(path.join(dir, 'status.schema.json'), JSON.stringify(z.toJSONSchema(clusterStatusSchema), null, 2) + '\n')
+console.log('wrote schema/status.schema.json')
