@@ -93,7 +93,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.cleanups.push(fn)
   }
 
-  protected debug(line: string): void {
+  protected debugLine(line: string): void {
     if (this.flags?.verbose) process.stderr.write(`${line}\n`)
   }
 

@@ -1,10 +1,15 @@
-import {existsSync, readFileSync} from 'node:fs'
+import {existsSync, readFileSync, statSync} from 'node:fs'
 import {homedir} from 'node:os'
 import path from 'node:path'
-import {isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode} from 'yaml'
-import type {z} from 'zod'
+import {isMap, isPair, isScalar, LineCounter, parseDocument, visit, type Document, type YAMLError} from 'yaml'
 import {ConfigError} from '../errors.js'
+import {formatPath, locate, problemsFromIssues} from './problems.js'
 import {configSchema, type ParsedConfig, type Role} from './schema.js'
+
+/** Line and column (1-based) of a path in a parsed document: the value, or `childKey`'s key. */
+export function positionOf(doc: Document, lc: LineCounter, p: PropertyKey[], childKey?: string): {line: number; column: number} {
+  return childKey === undefined ? locate(doc, lc, p, 'value') : locate(doc, lc, [...p, childKey], 'key')
+}
 
 export interface ResolvedNode {
   name: string
@@ -21,6 +26,11 @@ export interface HactlConfig extends Omit<ParsedConfig, 'nodes'> {
   nodes: ResolvedNode[]
 }
 
+/** A hactl.yaml for even a thousand nodes is far below this; anything bigger is the wrong file. */
+export const MAX_CONFIG_BYTES = 1024 * 1024
+/** YAML aliases expand; a handful of anchors is normal, thousands of expansions are an attack. */
+const MAX_ALIAS_COUNT = 100
+
 /** Where hactl looks for its config, in order: --config, HACTL_CONFIG, ./hactl.yaml, ~/.config/hactl/config.yaml. */
 export function configCandidates(opts: {flag?: string; env?: NodeJS.ProcessEnv; cwd?: string; home?: string} = {}): string[] {
   const env = opts.env ?? process.env
@@ -34,55 +44,281 @@ export function configCandidates(opts: {flag?: string; env?: NodeJS.ProcessEnv; 
 export function findConfigFile(opts: Parameters<typeof configCandidates>[0] = {}): string {
   const candidates = configCandidates(opts)
   for (const c of candidates) if (existsSync(c)) return c
-  const explicit = Boolean(opts.flag || (opts.env ?? process.env).HACTL_CONFIG)
-  throw new ConfigError(
-    explicit ? `config file not found: ${candidates[0]}` : `no hactl.yaml found (looked in ${candidates.join(', ')})`,
-    {
-      suggestions: [
-        'point hactl at one with --config FILE or HACTL_CONFIG=FILE',
-        'import one from Ansible: hactl inventory import INVENTORY',
-        'or try the local lab: sudo hactl lab up',
-      ],
-    },
-  )
+  const env = opts.env ?? process.env
+  if (opts.flag || env.HACTL_CONFIG) {
+    const from = opts.flag ? '--config' : 'HACTL_CONFIG'
+    throw new ConfigError(`config file not found: ${candidates[0]} (from ${from})`, {
+      suggestions: ['check the path, or import one from Ansible: hactl inventory import INVENTORY'],
+    })
+  }
+  throw new ConfigError(`no hactl.yaml found (looked in ${candidates.join(', ')})`, {
+    suggestions: [
+      'point hactl at one with --config FILE or HACTL_CONFIG=FILE, import one with hactl inventory import INVENTORY, or try the lab: sudo hactl lab up',
+    ],
+  })
 }
 
 export function loadConfig(opts: Parameters<typeof configCandidates>[0] = {}): HactlConfig {
   const file = findConfigFile(opts)
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (error) {
-    throw new ConfigError(`cannot read ${file}: ${(error as Error).message}`)
-  }
-  return parseConfig(text, file)
+  const text = readConfigText(file)
+  const config = parseConfig(text, displayPath(file, opts.cwd ?? process.cwd()))
+  return {...config, file}
 }
 
-/** Parse and validate the text of a hactl.yaml. Every error names file, line and column. */
+/** Read a config file, with a clear error for directories, permissions and oversized files. */
+export function readConfigText(file: string): string {
+  let size: number
+  try {
+    const st = statSync(file)
+    if (st.isDirectory()) {
+      throw new ConfigError(`${file} is a directory, not a config file`, {
+        suggestions: [`pass the file itself: --config ${path.join(file, 'hactl.yaml')}`],
+      })
+    }
+    size = st.size
+  } catch (error) {
+    if (error instanceof ConfigError) throw error
+    throw readError(file, error)
+  }
+  if (size > MAX_CONFIG_BYTES) throw tooLarge(file, size)
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (error) {
+    throw readError(file, error)
+  }
+}
+
+function readError(file: string, error: unknown): ConfigError {
+  const code = (error as NodeJS.ErrnoException).code
+  if (code === 'EACCES' || code === 'EPERM') {
+    return new ConfigError(`cannot read ${file}: permission denied`, {suggestions: [`check the file's owner and mode: ls -l ${file}`]})
+  }
+  if (code === 'ENOENT') return new ConfigError(`config file not found: ${file}`)
+  return new ConfigError(`cannot read ${file}: ${(error as Error).message}`)
+}
+
+function tooLarge(file: string, bytes: number): ConfigError {
+  return new ConfigError(
+    `the file is ${(bytes / 1024 / 1024).toFixed(1)} MiB; a hactl.yaml is at most ${MAX_CONFIG_BYTES / 1024 / 1024} MiB`,
+    {position: {file, line: 1, column: 1}, suggestions: ['is this the right file? hactl.yaml lists the cluster nodes and a few settings']},
+  )
+}
+
+/** The path to show in messages: relative to the working directory when the file is below it. */
+function displayPath(file: string, cwd: string): string {
+  const rel = path.relative(cwd, file)
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file
+}
+
+/**
+ * Parse and validate the text of a hactl.yaml. Every error is a ConfigError that names file, line
+ * and column, says what is wrong and what is allowed; the first problem in the file is reported.
+ */
 export function parseConfig(text: string, file: string): HactlConfig {
-  if (text.length > 4 * 1024 * 1024) throw new ConfigError(`${file} is larger than 4 MiB; that is not a hactl.yaml`)
-  const lineCounter = new LineCounter()
-  const doc = parseDocument(text, {lineCounter, uniqueKeys: true, prettyErrors: false, strict: true})
-  const yamlError = doc.errors[0]
-  if (yamlError) {
-    const pos = lineCounter.linePos(yamlError.pos[0])
-    const msg = yamlError.code === 'DUPLICATE_KEY' ? `duplicate key: ${describeDuplicate(yamlError.message)}` : firstLine(yamlError.message)
-    throw new ConfigError(`invalid YAML: ${msg}`, {position: {file, line: pos.line, column: pos.col}})
-  }
-  const raw: unknown = doc.toJS({maxAliasCount: 100})
-  if (raw === null || raw === undefined) throw new ConfigError('the file is empty', {position: {file, line: 1, column: 1}, suggestions: ['see the example in README.md ("Configuration")']})
-  if (typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError('expected a mapping at the top level (cluster:, ssh:, nodes: ...)', {position: {file, line: 1, column: 1}})
-  }
+  const {doc, lineCounter, raw} = parseYamlMapping(text, file)
   const result = configSchema.safeParse(raw, {reportInput: true})
   if (!result.success) {
-    const issue = result.error.issues[0]!
-    throw new ConfigError(describeIssue(issue), {position: {file, ...positionOf(doc, lineCounter, issue.path, issue.code === 'unrecognized_keys' ? (issue as {keys: string[]}).keys[0] : undefined)}})
+    const [first] = problemsFromIssues(result.error.issues, doc, lineCounter)
+    const problem = first!
+    throw new ConfigError(problem.message, {
+      position: {file, line: problem.line, column: problem.column},
+      suggestions: problem.hints,
+    })
   }
-  return resolveConfig(result.data, file, doc, lineCounter)
+  return resolveConfig(result.data, file)
 }
 
-function resolveConfig(parsed: ParsedConfig, file: string, doc: Document, lc: LineCounter): HactlConfig {
+/**
+ * The YAML layer of parseConfig: size, encoding, syntax, duplicate keys, aliases, and a mapping at
+ * the top. Top-level keys starting with `x-` are dropped: they hold YAML anchors to reuse.
+ */
+export function parseYamlMapping(
+  text: string,
+  file: string,
+): {doc: Document; lineCounter: LineCounter; raw: Record<string, unknown>} {
+  const bytes = Buffer.byteLength(text, 'utf8')
+  if (bytes > MAX_CONFIG_BYTES) throw tooLarge(file, bytes)
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
+  const lineCounter = new LineCounter()
+  const at = (offset: number) => {
+    const p = lineCounter.linePos(offset)
+    return {file, line: p.line, column: p.col}
+  }
+  const nul = text.indexOf('\0')
+  const bad = text.indexOf('\uFFFD')
+  if (nul >= 0 || bad >= 0) {
+    // Positions need the line starts, which only the parser records: count them by hand here.
+    const offset = nul >= 0 ? nul : bad
+    const before = text.slice(0, offset).split('\n')
+    throw new ConfigError(nul >= 0 ? 'this is a binary file, not YAML' : 'the file is not valid UTF-8', {
+      position: {file, line: before.length, column: before.at(-1)!.length + 1},
+      suggestions: [nul >= 0 ? 'is this the right file?' : 'save the file as UTF-8'],
+    })
+  }
+  const doc = parseDocument(text, {lineCounter, uniqueKeys: true, prettyErrors: false, strict: true, merge: true})
+  const yamlError = [...doc.errors].sort((a, b) => a.pos[0] - b.pos[0])[0]
+  if (yamlError) {
+    const {message, hint, offset} = describeYamlError(yamlError, doc)
+    throw new ConfigError(message, {position: at(offset ?? yamlError.pos[0]), suggestions: hint ? [hint] : []})
+  }
+  let raw: unknown
+  try {
+    raw = doc.toJS({maxAliasCount: MAX_ALIAS_COUNT})
+  } catch (error) {
+    throw aliasError(error as Error, doc, at)
+  }
+  if (raw === null || raw === undefined) {
+    throw new ConfigError('the file is empty (no YAML content, only comments or blank lines)', {
+      position: {file, line: 1, column: 1},
+      suggestions: ['start from the example in docs/config.md, or import one: hactl inventory import INVENTORY'],
+    })
+  }
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    const got = Array.isArray(raw) ? 'a list' : `${typeof raw} ${JSON.stringify(raw)}`
+    const contents = doc.contents as {range?: [number, number, number]} | null
+    throw new ConfigError(`expected a mapping at the top level (cluster:, ssh:, nodes: ...), got ${got}`, {
+      position: at(contents?.range?.[0] ?? 0),
+      suggestions: ['a hactl.yaml starts with keys such as cluster: and nodes:, each at the start of a line'],
+    })
+  }
+  const mapping = Object.fromEntries(Object.entries(raw).filter(([k]) => !k.startsWith('x-')))
+  return {doc, lineCounter, raw: mapping}
+}
+
+function describeYamlError(e: YAMLError, doc: Document): {message: string; hint?: string; offset?: number} {
+  const first = e.message.split('\n')[0]!.trim()
+  switch (e.code) {
+    case 'MISSING_CHAR': {
+      // The parser notices a missing quote at the end of the file; the operator needs its start.
+      const start = /quote/i.test(first) ? openQuoteBefore(doc, e.pos[0]) : undefined
+      if (start !== undefined) {
+        return {
+          message: 'invalid YAML: the quoted string that starts here is never closed',
+          hint: 'add the closing quote at the end of the value',
+          offset: start,
+        }
+      }
+      return {message: `invalid YAML: ${first.replace(/\.$/, '')}`}
+    }
+    case 'BAD_INDENT': {
+      const flow = /^Flow (map|sequence)/.exec(first)
+      const start = flow ? unclosedFlowAt(doc, e.pos[0]) : undefined
+      if (flow && start !== undefined) {
+        const [open, close] = flow[1] === 'map' ? ['{', '}'] : ['[', ']']
+        return {
+          message: `invalid YAML: the "${open}" here is not closed by "${close}"`,
+          hint: `close it on the same line, or indent the lines that continue it further than its key`,
+          offset: start,
+        }
+      }
+      return {message: `invalid YAML: ${first.replace(/ at line \d+, column \d+:?$/, '').replace(/\.$/, '')}`}
+    }
+    case 'TAB_AS_INDENT':
+      return {message: 'invalid YAML: a tab is used for indentation; YAML allows only spaces', hint: 'replace the tabs with spaces (expand -t 2 FILE)'}
+    case 'DUPLICATE_KEY': {
+      const found = keyAt(doc, e.pos[0])
+      const name = found ? `"${found.key}"` : 'a key'
+      const where = found && found.parent.length > 0 ? ` in ${formatPath(found.parent)}` : found ? ' at the top level' : ''
+      const isNode = found?.parent.length === 1 && found.parent[0] === 'nodes'
+      return {
+        message: `duplicate key ${name}${where}: ${isNode ? 'two nodes have the same name' : 'a key may appear only once in a mapping'}`,
+        hint: isNode ? 'node names must be unique: rename or remove one of them' : 'remove one of them, or merge their values',
+      }
+    }
+    case 'MULTIPLE_DOCS':
+      return {
+        message: 'invalid YAML: the file holds more than one YAML document (a second "---"); hactl.yaml is a single document',
+        hint: 'remove the second --- line, or split the file',
+      }
+    default:
+      return {message: `invalid YAML: ${first.replace(/ at line \d+, column \d+:?$/, '').replace(/\.$/, '')}`}
+  }
+}
+
+/** Start of the flow collection ({...} or [...]) that the parser gave up on at `offset`. */
+function unclosedFlowAt(doc: Document, offset: number): number | undefined {
+  let start: number | undefined
+  const check = (node: {flow?: boolean; range?: [number, number, number] | null}) => {
+    const r = node.range
+    if (node.flow && r && (r[1] === offset || r[2] === offset)) start = r[0]
+  }
+  visit(doc, {Map: (_, n) => check(n), Seq: (_, n) => check(n)})
+  return start
+}
+
+/** Start of the quoted scalar that runs up to `offset`, if any. */
+function openQuoteBefore(doc: Document, offset: number): number | undefined {
+  let start: number | undefined
+  visit(doc, {
+    Scalar(_, node) {
+      const r = node.range
+      if (r && (node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE') && r[0] <= offset && offset <= r[2]) {
+        start = r[0]
+        return visit.BREAK
+      }
+      return undefined
+    },
+  })
+  return start
+}
+
+/** The key (and the path of its mapping) whose source starts at `offset`. */
+function keyAt(doc: Document, offset: number): {key: string; parent: PropertyKey[]} | undefined {
+  let found: {key: string; parent: PropertyKey[]} | undefined
+  visit(doc, {
+    Pair(_, pair, ancestors) {
+      if (found) return visit.BREAK
+      if (isScalar(pair.key) && pair.key.range?.[0] === offset) {
+        found = {key: String(pair.key.value), parent: pathOf(ancestors)}
+        return visit.BREAK
+      }
+      return undefined
+    },
+  })
+  return found
+}
+
+function pathOf(ancestors: readonly unknown[]): PropertyKey[] {
+  const out: PropertyKey[] = []
+  for (let i = 0; i < ancestors.length; i++) {
+    const a = ancestors[i]
+    if (isPair(a) && isScalar(a.key)) out.push(String(a.key.value))
+    else if (!isPair(a) && !isMap(a) && Array.isArray((a as {items?: unknown}).items)) {
+      const next = ancestors[i + 1]
+      const idx = (a as {items: unknown[]}).items.indexOf(next)
+      if (idx >= 0) out.push(idx)
+    }
+  }
+  return out
+}
+
+function aliasError(error: Error, doc: Document, at: (offset: number) => {file: string; line: number; column: number}): ConfigError {
+  const unresolved = /Unresolved alias.*: (.+)$/.exec(error.message)
+  let offset = 0
+  visit(doc, {
+    Alias(_, node) {
+      if (!unresolved || node.source === unresolved[1]) {
+        offset = node.range?.[0] ?? 0
+        return visit.BREAK
+      }
+      return undefined
+    },
+  })
+  if (unresolved) {
+    return new ConfigError(`invalid YAML: alias *${unresolved[1]} refers to no anchor defined before it`, {
+      position: at(offset),
+      suggestions: [`define the anchor first (&${unresolved[1]}), above the alias`],
+    })
+  }
+  if (/alias/i.test(error.message)) {
+    return new ConfigError(`invalid YAML: too many alias expansions (more than ${MAX_ALIAS_COUNT}); this is not a hactl.yaml`, {
+      position: at(offset),
+    })
+  }
+  return new ConfigError(`invalid YAML: ${error.message}`, {position: at(0)})
+}
+
+function resolveConfig(parsed: ParsedConfig, file: string): HactlConfig {
   const nodes: ResolvedNode[] = Object.entries(parsed.nodes).map(([name, n]) => ({
     name,
     host: n.host,
@@ -91,130 +327,8 @@ function resolveConfig(parsed: ParsedConfig, file: string, doc: Document, lc: Li
     roles: [...new Set(n.roles)],
     ...(n.weight === undefined ? {} : {weight: n.weight}),
   }))
-  // Two names for one host:port would make every operation run twice on the same box.
-  const seen = new Map<string, string>()
-  for (const n of nodes) {
-    const key = `${n.host}:${n.port}`
-    const other = seen.get(key)
-    if (other) {
-      throw new ConfigError(`nodes ${other} and ${n.name} have the same host ${n.host} and port ${n.port}`, {
-        position: {file, ...positionOf(doc, lc, ['nodes', n.name, 'host'])},
-        suggestions: ['each node must be a different machine; remove one of them'],
-      })
-    }
-    seen.set(key, n.name)
-  }
-  for (const p of parsed.etcd.wipe) {
-    if (p.startsWith('/') || p.split('/').some((seg) => seg === '..' || seg === '.' || seg === '') ) {
-      throw new ConfigError(`etcd.wipe entry "${p}" must be a path inside etcd.dataDir (relative, no "..")`, {
-        position: {file, ...positionOf(doc, lc, ['etcd', 'wipe', parsed.etcd.wipe.indexOf(p)])},
-        suggestions: ['use sub-paths such as member, or log and conf for etcd 0.4'],
-      })
-    }
-  }
-  if (parsed.etcd.dataDir === '/' || parsed.etcd.dataDir.split('/').includes('..')) {
-    throw new ConfigError(`etcd.dataDir "${parsed.etcd.dataDir}" is not a data directory hactl may wipe in`, {
-      position: {file, ...positionOf(doc, lc, ['etcd', 'dataDir'])},
-    })
-  }
   const {nodes: _ignored, ...rest} = parsed
   return {...rest, file, nodes}
-}
-
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const at = issue.path.length > 0 ? issue.path.join('.') : 'top level'
-  switch (issue.code) {
-    case 'unrecognized_keys': {
-      const allowed = allowedKeys(issue.path)
-      return `unknown key "${issue.keys.join('", "')}" in ${at}${allowed ? `; allowed: ${allowed.join(', ')}` : ''}`
-    }
-    case 'invalid_type': {
-      const got = issue.input === undefined ? 'nothing' : Array.isArray(issue.input) ? 'a list' : issue.input === null ? 'null' : typeof issue.input === 'object' ? 'a mapping' : `${typeof issue.input} ${JSON.stringify(issue.input)}`
-      if (issue.input === undefined) return `${at} is required (${expectedName(issue.expected)})`
-      return `${at}: expected ${expectedName(issue.expected)}, got ${got}`
-    }
-    case 'invalid_value':
-      return `${at}: ${JSON.stringify(issue.input)} is not allowed; allowed: ${issue.values.map((v) => String(v)).join(', ')}`
-    case 'invalid_union':
-      return `${at}: ${JSON.stringify(issue.input)} is not valid: expected a duration such as 500ms, 5s, 2m or 1h`
-    case 'too_small':
-      return `${at}: ${issue.message.replace(/^Too small: /, '')}`
-    case 'too_big':
-      return `${at}: ${issue.message.replace(/^Too big: /, '')}`
-    case 'invalid_key':
-      return `nodes: invalid node name ${JSON.stringify(issue.path.at(-1) ?? '')}: node names are lower-case letters, digits and "-", 1-63 characters`
-    default:
-      return `${at}: ${issue.message}${issue.input === undefined ? '' : ` (got ${JSON.stringify(issue.input)})`}`
-  }
-}
-
-function expectedName(expected: string): string {
-  return (
-    {string: 'a string', number: 'a number', boolean: 'true or false', object: 'a mapping', array: 'a list', record: 'a mapping'}[expected] ?? expected
-  )
-}
-
-function allowedKeys(p: PropertyKey[]): string[] | undefined {
-  let schema: unknown = configSchema
-  for (const seg of p) {
-    schema = unwrap(schema)
-    const shape = (schema as {shape?: Record<string, unknown>}).shape
-    if (shape && typeof seg === 'string' && seg in shape) schema = shape[seg]
-    else if ((schema as {_zod?: {def?: {type?: string; valueType?: unknown}}})._zod?.def?.type === 'record') schema = (schema as {_zod: {def: {valueType: unknown}}})._zod.def.valueType
-    else return undefined
-  }
-  const shape = (unwrap(schema) as {shape?: Record<string, unknown>}).shape
-  return shape ? Object.keys(shape) : undefined
-}
-
-function unwrap(schema: unknown): unknown {
-  let s = schema as {_zod?: {def?: {type?: string; innerType?: unknown; in?: unknown}}}
-  for (let i = 0; i < 10; i++) {
-    const def = s._zod?.def
-    if (!def) break
-    if ((def.type === 'default' || def.type === 'optional' || def.type === 'prefault') && def.innerType) s = def.innerType as typeof s
-    else if (def.type === 'pipe' && def.in) s = def.in as typeof s
-    else break
-  }
-  return s
-}
-
-/** Line and column (1-based) of a path in the document: the value if present, else its key, else the parent. */
-export function positionOf(doc: Document, lc: LineCounter, p: PropertyKey[], childKey?: string): {line: number; column: number} {
-  let node: YamlNode | null | undefined = doc.contents as YamlNode
-  let best: YamlNode | null | undefined = node
-  const full = childKey === undefined ? p : [...p, childKey]
-  for (const seg of full) {
-    if (isMap(node)) {
-      const pair: {key: unknown; value: unknown} | undefined = node.items.find(
-        (it: {key: unknown}) => isScalar(it.key) && String(it.key.value) === String(seg),
-      )
-      if (!pair) break
-      const keyNode = pair.key as YamlNode
-      if (seg === childKey) {
-        node = keyNode
-        best = keyNode
-        break
-      }
-      node = (pair.value as YamlNode | null) ?? keyNode
-      best = node
-    } else if (isSeq(node) && typeof seg === 'number') {
-      node = node.items[seg] as YamlNode | undefined
-      if (!node) break
-      best = node
-    } else break
-  }
-  const offset = best?.range?.[0] ?? 0
-  const pos = lc.linePos(offset)
-  return {line: pos.line, column: pos.col}
-}
-
-function describeDuplicate(message: string): string {
-  return firstLine(message).replace(/^Map keys must be unique.*$/, 'the same key appears twice in one mapping (a node listed twice?)')
-}
-
-function firstLine(s: string): string {
-  return s.split('\n')[0]!.trim()
 }
 
 export function expandHome(p: string, home = homedir()): string {

@@ -1,0 +1,27 @@
+#!/bin/sh
+# The first process of a lab host. `hactl lab up` starts it as
+#   ip netns exec NS unshare -m -u --propagation private /bin/sh host-init.sh HOSTDIR
+# so it already runs in the host's own network, mount and UTS namespaces. It names the host,
+# configures its interfaces, makes the host's private directories and the lab's commands appear
+# at their usual paths (bind mounts listed in HOSTDIR/mounts), then becomes the host's supervisor.
+set -eu
+H="$1"
+. "$H/host.env"
+
+hostname "$HOST_NAME"
+# No IPv6 inside the lab: the hosts talk IPv4 on the lab bridge and nothing else.
+for f in all default lo eth0; do
+  [ -w "/proc/sys/net/ipv6/conf/$f/disable_ipv6" ] && echo 1 > "/proc/sys/net/ipv6/conf/$f/disable_ipv6" || true
+done
+ip link set lo up
+ip addr add "$HOST_IP/$HOST_PREFIX" dev eth0
+ip link set eth0 up
+
+# "SRC<TAB>DST" per line; DST exists (hactl lab up made placeholders where needed).
+TAB="$(printf '\t')"
+while IFS="$TAB" read -r src dst; do
+  [ -n "$src" ] || continue
+  mount --bind "$src" "$dst"
+done < "$H/mounts"
+
+exec "$HOST_NODE" "$HOST_LAB_SCRIPTS/supervisor.mjs" "$H"

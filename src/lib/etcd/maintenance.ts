@@ -1,0 +1,119 @@
+import {z} from 'zod'
+import {NODE_NAME_RE} from '../config/schema.js'
+import {UserError} from '../errors.js'
+import {localIdentity} from '../history.js'
+import type {EtcdHandle} from './client.js'
+
+/**
+ * Maintenance marks: `<prefix><node>` → JSON, written by `hactl node drain`, cleared by
+ * `hactl node undrain`, read by `hactl status` and the dispatcher agent. No lease: a mark outlives
+ * the command that wrote it.
+ */
+export const maintenanceMarkSchema = z.object({
+  node: z.string().regex(NODE_NAME_RE, 'not a node name'),
+  state: z.enum(['draining', 'drained']),
+  reason: z.string().max(1024).optional(),
+  /** user@host of the operator. */
+  by: z.string().min(1).max(512),
+  /** ISO 8601 time the mark was first set. */
+  since: z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'expected an ISO time'),
+  /** The command line that set it. */
+  command: z.string().max(4096).optional(),
+})
+
+export type MaintenanceMark = z.output<typeof maintenanceMarkSchema>
+export type MaintenanceState = MaintenanceMark['state']
+
+/** A key under a hactl prefix whose value is not what hactl writes. Reported, never fatal. */
+export interface InvalidEntry {
+  key: string
+  /** The key's last path segment (the node or box name it claims to be about). */
+  name: string
+  error: string
+  raw: string
+}
+
+/** The valid marks, with the broken values alongside (`.invalid`). */
+export type MaintenanceMarks = MaintenanceMark[] & {invalid: InvalidEntry[]}
+
+export function withSlash(prefix: string): string {
+  return prefix.endsWith('/') ? prefix : `${prefix}/`
+}
+
+/** Every maintenance mark. A value that does not parse is listed in `.invalid`, not thrown. */
+export async function getMarks(handle: EtcdHandle, prefix: string): Promise<MaintenanceMarks> {
+  const p = withSlash(prefix)
+  const kvs = await handle.call('reading maintenance marks', (c) => c.getAll().prefix(p).strings())
+  return parseMarks(kvs, p)
+}
+
+/** Parse `{key: value}` as read under prefix. Pure; exported for the watchers and for tests. */
+export function parseMarks(kvs: Record<string, string>, prefix: string): MaintenanceMarks {
+  const p = withSlash(prefix)
+  const marks = [] as unknown as MaintenanceMarks
+  marks.invalid = []
+  for (const [key, raw] of Object.entries(kvs).sort(([a], [b]) => a.localeCompare(b))) {
+    const name = key.slice(p.length)
+    const res = parseJson(raw, maintenanceMarkSchema)
+    if (!res.ok) marks.invalid.push({key, name, error: res.error, raw: clip(raw)})
+    else if (res.value.node !== name) marks.invalid.push({key, name, error: `the value names node "${res.value.node}", the key "${name}"`, raw: clip(raw)})
+    else marks.push(res.value)
+  }
+  return marks
+}
+
+export interface SetMarkInput {
+  node: string
+  state: MaintenanceState
+  reason?: string
+  command?: string
+  /** Default: the local user@host. */
+  by?: string
+  /** Default: now. Pass the old mark's `since` to keep it when draining turns into drained. */
+  since?: string
+}
+
+/** Write (or overwrite) the mark of one node; returns what was stored. */
+export async function setMark(handle: EtcdHandle, prefix: string, input: SetMarkInput): Promise<MaintenanceMark> {
+  const id = localIdentity()
+  const candidate = {
+    node: input.node,
+    state: input.state,
+    ...(input.reason === undefined ? {} : {reason: input.reason}),
+    by: input.by ?? `${id.user}@${id.host}`,
+    since: input.since ?? new Date().toISOString(),
+    ...(input.command === undefined ? {} : {command: input.command}),
+  }
+  const res = maintenanceMarkSchema.safeParse(candidate)
+  if (!res.success) {
+    const issue = res.error.issues[0]
+    throw new UserError(`invalid maintenance mark for ${JSON.stringify(input.node)}: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'}`)
+  }
+  const mark = res.data
+  await handle.call(`setting the maintenance mark of ${mark.node}`, (c) => c.put(withSlash(prefix) + mark.node).value(JSON.stringify(mark)).exec())
+  return mark
+}
+
+/** Remove the mark of one node. Resolves true when there was one. */
+export async function clearMark(handle: EtcdHandle, prefix: string, node: string): Promise<boolean> {
+  if (!NODE_NAME_RE.test(node)) throw new UserError(`not a node name: ${JSON.stringify(node)}`)
+  const res = await handle.call(`clearing the maintenance mark of ${node}`, (c) => c.delete().key(withSlash(prefix) + node).exec())
+  return Number(res.deleted) > 0
+}
+
+export function parseJson<T extends z.ZodType>(raw: string, schema: T): {ok: true; value: z.output<T>} | {ok: false; error: string} {
+  let data: unknown
+  try {
+    data = JSON.parse(raw)
+  } catch (error) {
+    return {ok: false, error: `not JSON: ${(error as Error).message}`}
+  }
+  const res = schema.safeParse(data)
+  if (res.success) return {ok: true, value: res.data}
+  const issue = res.error.issues[0]
+  return {ok: false, error: issue ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}` : 'invalid'}
+}
+
+function clip(s: string): string {
+  return s.length > 200 ? `${s.slice(0, 200)}…` : s
+}

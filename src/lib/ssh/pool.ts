@@ -1,0 +1,776 @@
+import {readFile} from 'node:fs/promises'
+import {homedir} from 'node:os'
+import type {Duplex} from 'node:stream'
+import type {AnyAuthMethod, AuthenticationType, Client, ClientChannel, ConnectConfig, ParsedKey} from 'ssh2'
+import type {HactlConfig, ResolvedNode} from '../config/load.js'
+import {
+  AuthError,
+  HostError,
+  HostKeyMismatchError,
+  RemoteCommandError,
+  TimeoutError,
+  UnknownHostKeyError,
+  UnreachableError,
+} from '../errors.js'
+import {
+  appendKnownHost,
+  checkHostKey,
+  fingerprint,
+  type KnownHostEntry,
+  keyTypeOf,
+  knownHostsName,
+  knownKeyTypes,
+  readKnownHosts,
+  RevokedHostKeyError,
+} from './known-hosts.js'
+import {becomeCommand} from './quote.js'
+import {Semaphore} from './semaphore.js'
+import {expandTilde, type JumpSpec, loadSshConfig, resolveTarget, type SshConfigLookup, type SshTarget} from './ssh-config.js'
+
+export interface ExecResult {
+  stdout: string
+  stderr: string
+  /** Exit status; null when the command died of a signal or the connection was lost. */
+  code: number | null
+  signal?: string
+  durationMs: number
+}
+
+export interface RunOptions {
+  /** Default: ssh.commandTimeout. */
+  timeoutMs?: number
+  /** The setting a TimeoutError names, so the message says what to raise. Default: ssh.commandTimeout. */
+  timeoutName?: string
+  stdin?: string | Buffer
+  /** Run through `sudo -n sh -c` when the login user is not root. Default: ssh.become. */
+  become?: boolean
+  /** Throw RemoteCommandError on a non-zero exit (default true). */
+  check?: boolean
+}
+
+export interface HostKeyInfo {
+  type: string
+  fingerprint: string
+}
+
+/** Ask for the passphrase of an encrypted private key (the CLI passes a prompt; lib code never prompts). */
+export type PassphrasePrompt = (keyFile: string, attempt: number) => Promise<string>
+
+export interface SshPoolOptions {
+  /** How many hosts to work on at once (default: config.concurrency). */
+  concurrency?: number
+  log?: (line: string) => void
+  /** Whether a human can answer a passphrase prompt. */
+  interactive?: boolean
+  askPassphrase?: PassphrasePrompt
+  /** OpenSSH client config to read when ssh.useSshConfig (default ~/.ssh/config). */
+  sshConfigFile?: string
+}
+
+/** sshd's MaxSessions defaults to 10; two stay free for whoever else uses the connection. */
+export const MAX_CHANNELS_PER_CONNECTION = 8
+
+/**
+ * Key exchange order: curve25519 first. OpenSSH servers otherwise settle on their post-quantum
+ * hybrid kex when the client offers it, which costs ~100 ms per connection; ssh2 does not offer
+ * that one, and listing ours explicitly keeps it that way if ssh2's defaults change.
+ */
+const KEX = [
+  'curve25519-sha256',
+  'curve25519-sha256@libssh.org',
+  'ecdh-sha2-nistp256',
+  'ecdh-sha2-nistp384',
+  'ecdh-sha2-nistp521',
+  'diffie-hellman-group-exchange-sha256',
+  'diffie-hellman-group14-sha256',
+  'diffie-hellman-group16-sha512',
+  'diffie-hellman-group18-sha512',
+]
+
+const HOST_KEY_ALGOS = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']
+
+type Ssh2 = typeof import('ssh2')
+
+interface Connection {
+  client: Client
+  label: string
+  target: SshTarget
+  user: string
+  hostKey: HostKeyInfo
+  channels: Semaphore
+  closed: boolean
+}
+
+/**
+ * The run's SSH connections: one per host, opened on first use and reused by every step, closed by
+ * `close()`. A failed connect is remembered, so later steps on that host fail at once with the same
+ * error instead of waiting for another timeout; `drop(node)` forgets it (e.g. to retry after a
+ * reboot). A connection the server closes is forgotten and reopened by the next step.
+ */
+export class SshPool {
+  private readonly conns = new Map<string, Promise<Connection>>()
+  private readonly hostSlots: Semaphore
+  private readonly activeHosts = new Map<string, {count: number; ready: Promise<void>; release?: () => void}>()
+  private readonly log: (line: string) => void
+  private readonly knownHostsFile: string
+  private knownHosts?: Promise<KnownHostEntry[]>
+  private sshConfig?: Promise<SshConfigLookup>
+  private readonly decryptedKeys = new Map<string, Promise<ParsedKey | undefined>>()
+  private promptChain: Promise<unknown> = Promise.resolve()
+  private closing = false
+  private askPassphrase?: PassphrasePrompt
+
+  constructor(
+    readonly config: HactlConfig,
+    private readonly opts: SshPoolOptions = {},
+  ) {
+    this.hostSlots = new Semaphore(opts.concurrency ?? config.concurrency)
+    this.log = opts.log ?? (() => {})
+    this.knownHostsFile = expandTilde(config.ssh.knownHosts, homedir())
+    this.askPassphrase = opts.askPassphrase
+  }
+
+  /** Run `command` with the remote user's shell. The command string is passed as is: quote values with `sh`. */
+  async run(node: ResolvedNode, command: string, opts: RunOptions = {}): Promise<ExecResult> {
+    return this.withHost(node, async () => {
+      const conn = await this.connection(node)
+      const release = await conn.channels.acquire()
+      try {
+        return await this.exec(conn, command, opts)
+      } finally {
+        release()
+      }
+    })
+  }
+
+  /** Connect (and authenticate) without running anything. */
+  async connect(node: ResolvedNode): Promise<void> {
+    await this.withHost(node, () => this.connection(node))
+  }
+
+  /** A TCP stream to dstHost:dstPort opened from the node (ssh -L without the listener). */
+  async forwardOut(node: ResolvedNode, dstHost: string, dstPort: number): Promise<Duplex> {
+    return this.withHost(node, async () => {
+      const conn = await this.connection(node)
+      return this.openForward(conn, dstHost, dstPort)
+    })
+  }
+
+  /** The host key the node's server offered (and that known_hosts accepted). */
+  async hostKeyOf(node: ResolvedNode): Promise<HostKeyInfo> {
+    return this.withHost(node, async () => (await this.connection(node)).hostKey)
+  }
+
+  /** Forget the node's connection (closing it if open), so the next step connects afresh. */
+  async drop(node: ResolvedNode): Promise<void> {
+    const p = this.conns.get(node.name)
+    this.conns.delete(node.name)
+    if (!p) return
+    const conn = await p.catch(() => undefined)
+    if (conn) await endClient(conn)
+  }
+
+  /**
+   * Set (or clear) how to ask for a key's passphrase. The CLI sets it after creating the pool, so a
+   * command with a progress display can take the display off the screen while the prompt shows.
+   */
+  setPassphrasePrompt(prompt: PassphrasePrompt | undefined): void {
+    this.askPassphrase = prompt
+  }
+
+  /** Close every connection, jump hosts included. */
+  async close(): Promise<void> {
+    this.closing = true
+    const all = [...this.conns.values()]
+    this.conns.clear()
+    const conns = await Promise.all(all.map((p) => p.catch(() => undefined)))
+    await Promise.all(conns.map((c) => (c ? endClient(c) : undefined)))
+  }
+
+  // A semaphore over hosts: a host takes one slot while any step on it runs, so `concurrency`
+  // bounds the hosts worked on at once, not the steps (several steps on one host share its slot).
+  private async withHost<T>(node: ResolvedNode, fn: () => Promise<T>): Promise<T> {
+    let entry = this.activeHosts.get(node.name)
+    if (!entry) {
+      const e: {count: number; ready: Promise<void>; release?: () => void} = {count: 0, ready: Promise.resolve()}
+      e.ready = this.hostSlots.acquire().then((release) => {
+        e.release = release
+      })
+      entry = e
+      this.activeHosts.set(node.name, e)
+    }
+    entry.count++
+    try {
+      await entry.ready
+      return await fn()
+    } finally {
+      entry.count--
+      if (entry.count === 0) {
+        if (this.activeHosts.get(node.name) === entry) this.activeHosts.delete(node.name)
+        entry.release?.()
+      }
+    }
+  }
+
+  private connection(node: ResolvedNode): Promise<Connection> {
+    if (this.closing) return Promise.reject(new Error('SshPool is closed'))
+    let p = this.conns.get(node.name)
+    if (!p) {
+      const opening: Promise<Connection> = this.targetOf(node).then((target) =>
+        this.open(node.name, target, () => {
+          if (this.conns.get(node.name) === opening) this.conns.delete(node.name)
+        }),
+      )
+      p = opening
+      this.conns.set(node.name, p)
+      // Callers see the rejection; this keeps a failure nobody awaits from crashing the process.
+      p.catch(() => undefined)
+    }
+    return p
+  }
+
+  private async targetOf(node: ResolvedNode): Promise<SshTarget> {
+    const values = this.config.ssh.useSshConfig ? (await this.loadSshConfig()).lookup(node.host) : {identityFiles: []}
+    return resolveTarget(node, this.config.ssh, values)
+  }
+
+  private loadSshConfig(): Promise<SshConfigLookup> {
+    this.sshConfig ??= loadSshConfig(this.opts.sshConfigFile)
+    return this.sshConfig
+  }
+
+  /** A jump host's connection, shared by every node behind it. Its own ProxyJump is not followed. */
+  private async jumpConnection(hops: JumpSpec[]): Promise<Connection> {
+    const chainKey = `jump:${hops.map((h) => `${h.user ?? ''}@${h.host}:${h.port ?? ''}`).join(',')}`
+    let p = this.conns.get(chainKey)
+    if (!p) {
+      p = (async () => {
+        const hop = hops.at(-1)!
+        const values = this.config.ssh.useSshConfig ? (await this.loadSshConfig()).lookup(hop.host) : {identityFiles: []}
+        const base = resolveTarget({host: hop.host, port: hop.port ?? values.port ?? 22, user: hop.user ?? values.user ?? this.config.ssh.user}, {...this.config.ssh, port: -1, user: ''}, {...values, proxyJump: undefined})
+        const target: SshTarget = {...base, jumps: hops.slice(0, -1)}
+        return this.open(`jump host ${hop.host}`, target, () => {
+          if (this.conns.get(chainKey) === p) this.conns.delete(chainKey)
+        })
+      })()
+      this.conns.set(chainKey, p)
+      p.catch(() => undefined)
+    }
+    return p
+  }
+
+  private async open(label: string, target: SshTarget, onClose: (conn: Connection) => void): Promise<Connection> {
+    const ssh2 = await loadSsh2()
+    const connectTimeout = this.config.ssh.connectTimeout
+    const where = `${target.user}@${target.host}:${target.port}${target.jumps.length > 0 ? ` via ${target.jumps.map((j) => j.host).join(',')}` : ''}`
+    this.log(`${label}: connecting to ${where}`)
+    const started = performance.now()
+    const keyName = knownHostsName(target.host, target.port)
+    const keyErrorHost = target.port === 22 ? target.host : `${target.host}:${target.port}`
+    const knownTypes = knownKeyTypes(await this.loadKnownHosts(), keyName)
+    const identities = await this.loadIdentities(target.identityFiles)
+
+    return new Promise<Connection>((resolve, reject) => {
+      const client = new ssh2.Client()
+      let settled = false
+      let hostKey: HostKeyInfo | undefined
+      let hostKeyError: HostError | undefined
+      const skippedEncrypted: string[] = []
+      const tried: string[] = []
+      const conn: Connection = {client, label, target, user: target.user, hostKey: {type: '', fingerprint: ''}, channels: new Semaphore(MAX_CHANNELS_PER_CONNECTION), closed: false}
+
+      const fail = (err: Error): void => {
+        if (settled) return
+        settled = true
+        deadline.clear()
+        client.end()
+        client.destroy()
+        reject(err)
+      }
+      const deadline = new Deadline(connectTimeout, () => {
+        fail(new TimeoutError(label, `connecting to ${where}`, 'ssh.connectTimeout', connectTimeout))
+      })
+
+      client.on('ready', () => {
+        if (settled) {
+          client.end()
+          return
+        }
+        settled = true
+        deadline.clear()
+        conn.hostKey = hostKey!
+        this.log(`${label}: connected in ${Math.round(performance.now() - started)}ms (${hostKey!.type} ${hostKey!.fingerprint})`)
+        resolve(conn)
+      })
+      client.on('error', (err: Error & {level?: string; code?: string}) => {
+        if (settled) {
+          this.log(`${label}: connection error: ${err.message}`)
+          return
+        }
+        if (hostKeyError) return fail(hostKeyError)
+        if (err.level === 'client-authentication') {
+          return fail(authFailure(label, target, tried, skippedEncrypted, identities.missing))
+        }
+        fail(toHostError(label, target, err))
+      })
+      client.on('close', () => {
+        conn.closed = true
+        if (!settled) fail(hostKeyError ?? unreachable(label, target, `${where}: the server closed the connection during the handshake`))
+        else onClose(conn)
+      })
+
+      const hostVerifier = (key: Buffer, verify: (ok: boolean) => void): void => {
+        this.verifyHostKey(keyName, keyErrorHost, key).then(
+          (info) => {
+            hostKey = info
+            verify(true)
+          },
+          (error: unknown) => {
+            hostKeyError = error instanceof HostError ? error : unreachable(label, target, `checking the host key: ${(error as Error).message}`, error)
+            verify(false)
+          },
+        )
+      }
+
+      // Methods in OpenSSH's order: the agent's keys, then key files. Encrypted keys last-minute:
+      // a passphrase is asked only if nothing before it worked.
+      const methods: Array<() => Promise<AnyAuthMethod | undefined>> = []
+      if (target.agent) {
+        const agent = target.agent
+        methods.push(async () => {
+          tried.push(`ssh-agent (${agent})`)
+          return {type: 'agent', username: target.user, agent}
+        })
+      }
+      for (const id of identities.keys) {
+        methods.push(async () => {
+          if (id.parsed) {
+            tried.push(id.file)
+            return {type: 'publickey', username: target.user, key: id.parsed}
+          }
+          if (!this.opts.interactive || !this.askPassphrase) {
+            skippedEncrypted.push(id.file)
+            return undefined
+          }
+          deadline.pause()
+          try {
+            const key = await this.decrypt(id.file, id.data)
+            if (!key) {
+              skippedEncrypted.push(id.file)
+              return undefined
+            }
+            tried.push(id.file)
+            return {type: 'publickey', username: target.user, key}
+          } finally {
+            deadline.resume()
+          }
+        })
+      }
+      const authHandler = (methodsLeft: AuthenticationType[] | null, _partial: boolean | null, next: (m: AnyAuthMethod | false) => void): void => {
+        void (async () => {
+          if (methodsLeft && !methodsLeft.includes('publickey')) return next(false)
+          while (methods.length > 0) {
+            const m = await methods.shift()!()
+            if (m) return next(m)
+          }
+          next(false)
+        })().catch((error: unknown) => fail(error as Error))
+      }
+
+      const cfg: ConnectConfig = {
+        host: target.host,
+        port: target.port,
+        username: target.user,
+        // Our Deadline covers TCP connect, handshake and authentication (minus passphrase prompts).
+        readyTimeout: 0,
+        keepaliveInterval: 15_000,
+        keepaliveCountMax: 3,
+        hostVerifier,
+        authHandler: authHandler as unknown as ConnectConfig['authHandler'],
+        algorithms: {
+          kex: KEX as NonNullable<ConnectConfig['algorithms']>['kex'],
+          serverHostKey: preferKnownTypes(knownTypes) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'],
+        },
+      }
+
+      const start = async (): Promise<void> => {
+        if (target.jumps.length > 0) {
+          const jump = await this.jumpConnection(target.jumps)
+          if (settled) return
+          let sock: Duplex
+          try {
+            sock = await this.openForward(jump, target.host, target.port)
+          } catch (error) {
+            throw error instanceof HostError ? unreachable(label, target, `${where}: ${error.message}`, error) : error
+          }
+          if (settled) {
+            sock.destroy()
+            return
+          }
+          cfg.sock = sock
+        }
+        client.connect(cfg)
+      }
+      start().catch((error: unknown) => fail(error instanceof Error ? error : new Error(String(error))))
+    })
+  }
+
+  private async verifyHostKey(name: string, errorHost: string, key: Buffer): Promise<HostKeyInfo> {
+    const entries = await this.loadKnownHosts()
+    let type: string
+    try {
+      type = keyTypeOf(key)
+    } catch {
+      throw new UnreachableError(errorHost, 'the server sent a host key hactl cannot read')
+    }
+    const fp = fingerprint(key)
+    const verdict = checkHostKey(entries, name, key)
+    switch (verdict.status) {
+      case 'known':
+        return {type, fingerprint: fp}
+      case 'revoked':
+        throw new RevokedHostKeyError(errorHost, {fingerprint: fp, keyType: type, file: verdict.entry.file, line: verdict.entry.line})
+      case 'mismatch': {
+        const first = verdict.expected[0]!
+        throw new HostKeyMismatchError(errorHost, {
+          expected: verdict.expected.map((e) => e.fingerprint),
+          actual: fp,
+          file: first.file,
+          line: first.line,
+        })
+      }
+      case 'unknown': {
+        if (this.config.ssh.strictHostKeyChecking !== 'accept-new') {
+          throw new UnknownHostKeyError(errorHost, {fingerprint: fp, keyType: type, file: this.knownHostsFile})
+        }
+        // Another connection may have added this host meanwhile; append only if still unknown.
+        const again = checkHostKey(await this.loadKnownHosts(), name, key)
+        if (again.status === 'known') return {type, fingerprint: fp}
+        if (again.status !== 'unknown') return this.verifyHostKey(name, errorHost, key)
+        const entry = await appendKnownHost(this.knownHostsFile, name, key)
+        ;(await this.loadKnownHosts()).push(entry)
+        this.log(`${errorHost}: added ${type} ${fp} to ${this.knownHostsFile}:${entry.line} (strictHostKeyChecking: accept-new)`)
+        return {type, fingerprint: fp}
+      }
+    }
+  }
+
+  private loadKnownHosts(): Promise<KnownHostEntry[]> {
+    this.knownHosts ??= readKnownHosts(this.knownHostsFile)
+    return this.knownHosts
+  }
+
+  private async loadIdentities(files: string[]): Promise<{keys: Identity[]; missing: string[]}> {
+    const {utils} = await loadSsh2()
+    const keys: Identity[] = []
+    const missing: string[] = []
+    for (const file of files) {
+      let data: Buffer
+      try {
+        data = await readFile(file)
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code
+        if (code === 'ENOENT') missing.push(file)
+        else this.log(`cannot read identity file ${file}: ${(error as Error).message}`)
+        continue
+      }
+      const parsed = utils.parseKey(data)
+      if (parsed instanceof Error) {
+        if (isEncryptedKeyError(parsed)) keys.push({file, data})
+        else this.log(`skipping identity file ${file}: ${parsed.message}`)
+        continue
+      }
+      const key = Array.isArray(parsed) ? (parsed[0] as ParsedKey | undefined) : parsed
+      if (key?.isPrivateKey()) keys.push({file, data, parsed: key})
+      else this.log(`skipping identity file ${file}: not a private key`)
+    }
+    return {keys, missing}
+  }
+
+  // One prompt per key file per run, and one prompt on screen at a time, however many hosts wait.
+  private decrypt(file: string, data: Buffer): Promise<ParsedKey | undefined> {
+    let p = this.decryptedKeys.get(file)
+    if (!p) {
+      const ask = this.askPassphrase!
+      p = this.promptChain.then(async () => {
+        const {utils} = await loadSsh2()
+        for (let attempt = 1; attempt <= 3; attempt++) {
+          const passphrase = await ask(file, attempt)
+          const parsed = utils.parseKey(data, passphrase)
+          if (!(parsed instanceof Error)) {
+            const key = Array.isArray(parsed) ? (parsed[0] as ParsedKey | undefined) : parsed
+            if (key?.isPrivateKey()) return key
+          }
+          this.log(`${file}: wrong passphrase`)
+        }
+        return undefined
+      })
+      this.promptChain = p.catch(() => undefined)
+      this.decryptedKeys.set(file, p)
+    }
+    return p
+  }
+
+  private openForward(conn: Connection, dstHost: string, dstPort: number): Promise<Duplex> {
+    const ms = this.config.ssh.connectTimeout
+    return new Promise<Duplex>((resolve, reject) => {
+      let done = false
+      const timer = setTimeout(() => {
+        done = true
+        reject(new TimeoutError(conn.label, `opening a tunnel to ${dstHost}:${dstPort}`, 'ssh.connectTimeout', ms))
+      }, ms)
+      conn.client.forwardOut('127.0.0.1', 0, dstHost, dstPort, (err, stream) => {
+        clearTimeout(timer)
+        if (done) {
+          stream?.destroy()
+          return
+        }
+        done = true
+        if (err) reject(unreachable(conn.label, conn.target, `cannot reach ${dstHost}:${dstPort} from there: ${err.message}`, err))
+        else resolve(stream)
+      })
+    })
+  }
+
+  private exec(conn: Connection, command: string, opts: RunOptions): Promise<ExecResult> {
+    const become = opts.become ?? this.config.ssh.become
+    const full = becomeCommand(command, conn.user, become)
+    const ms = opts.timeoutMs ?? this.config.ssh.commandTimeout
+    const timeoutName = opts.timeoutName ?? 'ssh.commandTimeout'
+    const check = opts.check ?? true
+    this.log(`${conn.label}: $ ${full}`)
+    const started = performance.now()
+
+    return new Promise<ExecResult>((resolve, reject) => {
+      let settled = false
+      let channel: ClientChannel | undefined
+      const stdout: Buffer[] = []
+      const stderr: Buffer[] = []
+      let code: number | null = null
+      let signal: string | undefined
+
+      const finish = (fn: () => void): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        fn()
+      }
+      const timer = setTimeout(() => {
+        finish(() => reject(new TimeoutError(conn.label, `command \`${shorten(command)}\``, timeoutName, ms)))
+        if (channel) killChannel(channel)
+      }, ms)
+
+      if (conn.closed) {
+        finish(() => reject(unreachable(conn.label, conn.target, 'the connection was closed')))
+        return
+      }
+      conn.client.exec(full, (err, stream) => {
+        if (err) {
+          finish(() => reject(conn.closed ? unreachable(conn.label, conn.target, 'the connection was lost', err) : unreachable(conn.label, conn.target, `cannot start a session: ${err.message}`, err)))
+          return
+        }
+        if (settled) {
+          stream.close()
+          return
+        }
+        channel = stream
+        stream.on('data', (d: Buffer) => stdout.push(d))
+        stream.stderr.on('data', (d: Buffer) => stderr.push(d))
+        stream.on('exit', (c: number | null, sig?: string) => {
+          if (typeof c === 'number') code = c
+          else if (sig) signal = sig
+        })
+        stream.on('close', () => {
+          const result: ExecResult = {
+            stdout: Buffer.concat(stdout).toString('utf8'),
+            stderr: Buffer.concat(stderr).toString('utf8'),
+            code,
+            ...(signal === undefined ? {} : {signal}),
+            durationMs: Math.round(performance.now() - started),
+          }
+          finish(() => {
+            if (code === null && signal === undefined && conn.closed && check) {
+              reject(unreachable(conn.label, conn.target, `the connection was lost while running \`${shorten(command)}\``))
+            } else if (check && code !== 0) {
+              reject(new RemoteCommandError(conn.label, command, code, result.stderr))
+            } else {
+              resolve(result)
+            }
+          })
+        })
+        stream.on('error', () => undefined)
+        if (opts.stdin === undefined) stream.end()
+        else stream.end(opts.stdin)
+      })
+    })
+  }
+}
+
+interface Identity {
+  file: string
+  data: Buffer
+  /** Undefined for an encrypted key not yet decrypted. */
+  parsed?: ParsedKey
+}
+
+let ssh2Module: Promise<Ssh2> | undefined
+async function loadSsh2(): Promise<Ssh2> {
+  // ssh2 is CommonJS: its exports sit on `default` under ESM.
+  ssh2Module ??= import('ssh2').then((m) => ((m as unknown as {default?: Ssh2}).default ?? m) as Ssh2)
+  return ssh2Module
+}
+
+/** Host key algorithms to ask for: the ones known_hosts has for this host first, as OpenSSH does. */
+function preferKnownTypes(known: string[]): string[] {
+  const wanted: string[] = []
+  for (const t of known) {
+    const algos = t === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [t]
+    for (const a of algos) if (HOST_KEY_ALGOS.includes(a) && !wanted.includes(a)) wanted.push(a)
+  }
+  return [...wanted, ...HOST_KEY_ALGOS.filter((a) => !wanted.includes(a))]
+}
+
+function isEncryptedKeyError(err: Error): boolean {
+  return /encrypted|passphrase/i.test(err.message)
+}
+
+const NET_REASONS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  EHOSTUNREACH: 'no route to host',
+  ENETUNREACH: 'network unreachable',
+  ENOTFOUND: 'host name not found',
+  EAI_AGAIN: 'host name lookup failed (temporary DNS failure)',
+  ECONNRESET: 'connection reset by the server',
+  ETIMEDOUT: 'TCP connection timed out',
+  EPIPE: 'connection closed by the server',
+}
+
+/** An UnreachableError whose hint is the exact ssh command to try by hand. */
+function unreachable(label: string, target: SshTarget, detail: string, cause?: unknown): UnreachableError {
+  const err = new UnreachableError(label, detail, cause)
+  const jump = target.jumps.length > 0 ? ` -J ${target.jumps.map((j) => `${j.user ? `${j.user}@` : ''}${j.host}${j.port ? `:${j.port}` : ''}`).join(',')}` : ''
+  err.suggestions.splice(0, err.suggestions.length, `check that the host is up and sshd listens: ssh${jump} -p ${target.port} ${target.user}@${target.host} true`)
+  return err
+}
+
+/** ssh2 and socket errors as the typed errors hactl prints. */
+export function toHostError(label: string, target: SshTarget, err: Error & {code?: string | number; level?: string; address?: string; port?: number}): HostError {
+  if (err instanceof HostError) return err
+  const code = typeof err.code === 'string' ? err.code : undefined
+  if (code && NET_REASONS[code]) {
+    const addr = err.address ? ` (${err.address}${err.port ? `:${err.port}` : ''})` : ''
+    return unreachable(label, target, `${NET_REASONS[code]}${addr}`, err)
+  }
+  if (err.level === 'handshake' || err.level === 'protocol') return unreachable(label, target, `SSH handshake failed: ${err.message}`, err)
+  return unreachable(label, target, err.message, err)
+}
+
+function authFailure(label: string, target: SshTarget, tried: string[], skippedEncrypted: string[], missing: string[]): AuthError {
+  const suggestions: string[] = []
+  for (const f of skippedEncrypted) {
+    suggestions.push(`${f} is encrypted: load it into ssh-agent (ssh-add ${f}) or run hactl in a terminal to be asked for its passphrase`)
+  }
+  let detail: string
+  if (tried.length === 0) {
+    detail =
+      skippedEncrypted.length > 0
+        ? `no usable key for ${target.user}@${target.host}:${target.port}: ${skippedEncrypted.join(', ')} ${skippedEncrypted.length > 1 ? 'are' : 'is'} encrypted and no passphrase could be asked`
+        : `no key to offer for ${target.user}@${target.host}:${target.port}: no ssh-agent (SSH_AUTH_SOCK) and no identity file${missing.length > 0 ? ` (missing: ${missing.join(', ')})` : ''}`
+    if (skippedEncrypted.length === 0) suggestions.push('set ssh.identityFiles in hactl.yaml, or start ssh-agent and ssh-add your key')
+  } else {
+    detail = `the server accepted none of the keys offered for ${target.user}@${target.host}:${target.port} (tried: ${tried.join(', ')})`
+    suggestions.push(`check that the public key is in ~${target.user}/.ssh/authorized_keys on the host, and ssh.user / ssh.identityFiles in hactl.yaml`)
+  }
+  return new AuthError(label, detail, suggestions)
+}
+
+async function endClient(conn: Connection): Promise<void> {
+  if (conn.closed) return
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      conn.client.destroy()
+      resolve()
+    }, 1000)
+    conn.client.once('close', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    conn.client.end()
+  })
+}
+
+/**
+ * Stop a remote command: sshd (OpenSSH >= 7.9) kills the command's process group on a `signal`
+ * request; merely closing the channel would leave it running. ssh2's `signal()` sends nothing once
+ * we have closed stdin (which every run does), so the request goes out through the protocol object.
+ */
+function killChannel(channel: ClientChannel): void {
+  const c = channel as unknown as {
+    type?: string
+    outgoing?: {id?: number; state?: string}
+    _client?: {_protocol?: {signal?: (id: number, name: string) => void}}
+  }
+  try {
+    const proto = c._client?._protocol
+    if (c.type === 'session' && (c.outgoing?.state === 'open' || c.outgoing?.state === 'eof') && typeof c.outgoing.id === 'number' && typeof proto?.signal === 'function') {
+      proto.signal(c.outgoing.id, 'KILL')
+    } else {
+      channel.signal('KILL')
+    }
+  } catch {
+    // The channel or connection is already gone; closing below is all that is left to do.
+  }
+  channel.close()
+}
+
+function shorten(command: string): string {
+  const one = command.replace(/\s+/g, ' ').trim()
+  return one.length > 80 ? `${one.slice(0, 77)}...` : one
+}
+
+/** A timeout that can be paused while a human types a passphrase. */
+class Deadline {
+  private timer?: NodeJS.Timeout
+  private remaining: number
+  private startedAt = 0
+  private paused = 0
+  private done = false
+
+  constructor(
+    ms: number,
+    private readonly onExpire: () => void,
+  ) {
+    this.remaining = ms
+    this.arm()
+  }
+
+  pause(): void {
+    if (this.done) return
+    if (this.paused++ === 0 && this.timer) {
+      clearTimeout(this.timer)
+      this.timer = undefined
+      this.remaining -= performance.now() - this.startedAt
+    }
+  }
+
+  resume(): void {
+    if (this.done || this.paused === 0) return
+    if (--this.paused === 0) this.arm()
+  }
+
+  clear(): void {
+    this.done = true
+    if (this.timer) clearTimeout(this.timer)
+  }
+
+  private arm(): void {
+    this.startedAt = performance.now()
+    this.timer = setTimeout(
+      () => {
+        this.done = true
+        this.onExpire()
+      },
+      Math.max(0, this.remaining),
+    )
+  }
+}
