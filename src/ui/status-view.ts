@@ -29,7 +29,7 @@ export async function renderStatus(s: ClusterStatus, opts: {color: boolean}): Pr
   }
   lines.push('')
 
-  const head = ['NODE', 'HOST', 'ROLES', 'SSH', 'UP', 'ETCD', 'ASTERISK', 'CALLS', ...kamNames.map((k) => k.toUpperCase()), 'MAINTENANCE']
+  const head = ['NODE', 'HOST', 'ROLES', 'SSH', 'UP', 'ETCD', 'SERVICE', 'CALLS', ...kamNames.map((k) => k.toUpperCase()), 'MAINTENANCE']
   const table = new Table({
     head: head.map((h) => c.bold(h)),
     chars: {top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '  '},
@@ -82,6 +82,10 @@ function etcdCell(n: NodeStatus, c: Colors): string {
 }
 
 function asteriskCell(n: NodeStatus, c: Colors): string {
+  if (!n.asterisk && n.kamailio) {
+    if (n.kamailio.state === 'running') return c.green(`kamailio ${n.kamailio.destinations ?? 0} dst`)
+    return n.kamailio.state === 'down' ? c.red('kamailio down') : c.dim('?')
+  }
   if (!n.asterisk) return c.dim('-')
   switch (n.asterisk.state) {
     case 'running':

@@ -39,6 +39,7 @@ export const nodeStatusSchema = z.object({
       detail: z.string().optional(),
     })
     .optional(),
+  kamailio: z.object({state: z.enum(['running', 'down', 'unknown']), destinations: z.number().optional(), detail: z.string().optional()}).optional(),
   /** Keyed by Kamailio node name. */
   dispatcher: z.record(z.string(), dispatcherEntrySchema).optional(),
   maintenance: z
@@ -64,6 +65,7 @@ export const problemSchema = z.object({
     'host-key-unknown',
     'ssh-failed',
     'asterisk-down',
+    'kamailio-down',
     'dispatcher-disagree',
     'dispatcher-missing',
     'drained-takes-calls',
@@ -169,6 +171,15 @@ export function findProblems(
         node: n.name,
         message: n.etcd.member === 'unhealthy' ? `etcd member ${n.name} is down` : `${n.name} is not an etcd member`,
         fix: n.etcd.member === 'unhealthy' ? `${bin} exec ${n.name} -- systemctl restart ${svc}` : `${bin} node add ${n.name} --roles etcd (or ${bin} cluster rediscover)`,
+      })
+    }
+    if (n.kamailio?.state === 'down' && n.ssh.ok) {
+      add({
+        severity: 'critical',
+        kind: 'kamailio-down',
+        node: n.name,
+        message: `Kamailio on ${n.name} does not answer kamcmd${n.kamailio.detail ? `: ${n.kamailio.detail}` : ''}`,
+        fix: `${bin} exec ${n.name} -- systemctl restart kamailio`,
       })
     }
     if (n.roles.includes('asterisk') && n.ssh.ok) {

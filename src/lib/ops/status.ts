@@ -54,6 +54,7 @@ export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: Sta
 
   // Each Kamailio's view of each destination, keyed by host:port.
   const kamViews = new Map<string, Map<string, DispatcherEntry> | null>()
+  const kamFacts = new Map<string, NonNullable<NodeStatus['kamailio']>>()
   for (const k of kamailioNodes) {
     const p = byName.get(k.name)
     const sec = p?.ok ? p.sections.dispatcher : undefined
@@ -61,7 +62,16 @@ export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: Sta
       kamViews.set(k.name, null)
       continue
     }
-    const parsed = parseDispatcherList(sec.output)
+    let parsed: ReturnType<typeof parseDispatcherList>
+    try {
+      parsed = parseDispatcherList(sec.output)
+    } catch {
+      // kamcmd could not reach Kamailio (or printed something else): unknown, not "no destinations".
+      kamViews.set(k.name, null)
+      kamFacts.set(k.name, {state: 'down', detail: firstLine(sec.output)})
+      continue
+    }
+    kamFacts.set(k.name, {state: 'running', destinations: parsed.sets.reduce((a, x) => a + x.targets.length, 0)})
     const view = new Map<string, DispatcherEntry>()
     for (const set of parsed.sets) {
       if (set.id !== config.kamailio.setId) continue
@@ -101,6 +111,7 @@ export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: Sta
         if (url) st.etcd.discoveryUrl = url
       }
     }
+    if (node.roles.includes('kamailio')) st.kamailio = kamFacts.get(node.name) ?? {state: 'unknown'}
     if (node.roles.includes('asterisk')) {
       st.asterisk = p.ok ? asteriskFacts(p.sections.asterisk) : {state: 'unknown'}
       const dispatcher: Record<string, DispatcherEntry> = {}
@@ -243,6 +254,10 @@ async function gatherEtcd(config: HactlConfig, pool: SshPool): Promise<EtcdFacts
     await handle?.close().catch(() => undefined)
   }
   return facts
+}
+
+function firstLine(s: string): string {
+  return (s.split('\n').find((l) => l.trim() !== '') ?? '').trim().slice(0, 200)
 }
 
 function uniqueNodes(nodes: ResolvedNode[]): ResolvedNode[] {
