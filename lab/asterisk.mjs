@@ -35,7 +35,14 @@ const RX_SILENCE_MS = Number(process.env.HACTL_LAB_RX_TIMEOUT_MS ?? 60_000)
 // Command line
 
 function parseArgs(argv) {
-  const o = {remote: false, exec: undefined, foreground: false, version: false, socket: DEFAULT_CTL, help: false}
+  const o = {
+    remote: false,
+    exec: undefined,
+    foreground: false,
+    version: false,
+    socket: DEFAULT_CTL,
+    help: false,
+  }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (!a.startsWith('-') || a === '-') continue
@@ -127,9 +134,15 @@ async function runRemote(o) {
     process.stderr.write(`Unable to connect to remote asterisk (does ${o.socket} exist?)\n`)
     process.exit(1)
   }
-  process.stdout.write(`Asterisk ${VERSION}, Copyright (C) 1999 - 2022, Sangoma Technologies Corporation and others.\n`)
+  process.stdout.write(
+    `Asterisk ${VERSION}, Copyright (C) 1999 - 2022, Sangoma Technologies Corporation and others.\n`,
+  )
   process.stdout.write(`Connected to Asterisk ${VERSION} currently running on ${os.hostname()} (pid = lab)\n`)
-  const rl = readline.createInterface({input: process.stdin, output: process.stdout, prompt: `${os.hostname()}*CLI> `})
+  const rl = readline.createInterface({
+    input: process.stdin,
+    output: process.stdout,
+    prompt: `${os.hostname()}*CLI> `,
+  })
   rl.prompt()
   for await (const line of rl) {
     const cmd = line.trim()
@@ -202,7 +215,9 @@ function findBest(words) {
   for (let x = 0; x < lw.length; x++) {
     out.push(words[x])
     const prefix = lw.slice(0, x + 1)
-    const any = COMMANDS.some((c) => prefix.every((w, i) => c.list[i] === w || (i === prefix.length - 1 && c.list[i]?.startsWith(w))))
+    const any = COMMANDS.some((c) =>
+      prefix.every((w, i) => c.list[i] === w || (i === prefix.length - 1 && c.list[i]?.startsWith(w))),
+    )
     if (!any) break
   }
   return out.join(' ')
@@ -213,7 +228,12 @@ const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`
 function uptimeText(ms) {
   let s = Math.floor(ms / 1000)
   const parts = []
-  for (const [unit, len] of [['week', 604800], ['day', 86400], ['hour', 3600], ['minute', 60]]) {
+  for (const [unit, len] of [
+    ['week', 604800],
+    ['day', 86400],
+    ['hour', 3600],
+    ['minute', 60],
+  ]) {
     if (s >= len) {
       parts.push(plural(Math.floor(s / len), unit))
       s %= len
@@ -245,7 +265,11 @@ async function runDaemon(o) {
   const bootTag = Date.now().toString(36)
 
   mkdirSync(path.dirname(CALL_LOG), {recursive: true})
-  const callLog = (entry) => appendFileSync(CALL_LOG, `${JSON.stringify({time: new Date().toISOString(), host: hostName, ...entry})}\n`)
+  const callLog = (entry) =>
+    appendFileSync(
+      CALL_LOG,
+      `${JSON.stringify({time: new Date().toISOString(), host: hostName, ...entry})}\n`,
+    )
 
   /** ast_shutting_down(): set by a graceful stop/restart (not by "when convenient"). */
   const shuttingDown = () => shutdown !== null && shutdown.niceness === 'gracefully'
@@ -269,7 +293,14 @@ async function runDaemon(o) {
     if (!call) return
     clearTimeout(call.timer)
     calls.delete(id)
-    callLog({event: 'end', call: id, via: call.via, outcome, ...(reason ? {reason} : {}), durationMs: Date.now() - call.startedAt})
+    callLog({
+      event: 'end',
+      call: id,
+      via: call.via,
+      outcome,
+      ...(reason ? {reason} : {}),
+      durationMs: Date.now() - call.startedAt,
+    })
     if (calls.size === 0 && shutdown && shutdown.niceness !== 'now') finishShutdown()
   }
 
@@ -303,8 +334,8 @@ async function runDaemon(o) {
     if (!s) return
     if (!s.restart) {
       log('Asterisk ending')
-      await closeEverything()
       for (const w of s.waiters) w.destroy()
+      await closeEverything()
       process.exit(0)
     }
     // core restart: go away for a moment, then come back with fresh counters.
@@ -334,7 +365,8 @@ async function runDaemon(o) {
     const words = s.trim().split(/\s+/).filter(Boolean)
     if (words.length === 0) return ''
     const c = findCommand(words)
-    if (!c) return `No such command '${s}' (type 'core show help ${findBest(words)}' for other possible commands)\n`
+    if (!c)
+      return `No such command '${s}' (type 'core show help ${findBest(words)}' for other possible commands)\n`
     if (shuttingDown() && !c.atShutdown) return `Command '${s}' cannot be run during shutdown\n`
     const extra = words.slice(c.list.length).map((w) => w.toLowerCase())
     const active = calls.size
@@ -344,7 +376,9 @@ async function runDaemon(o) {
         if (extra[0] === 'count') return counts
         if (extra[0] === 'concise') {
           return [...calls.values()]
-            .flatMap((call, i) => [`PJSIP/kamailio-${String(i * 2 + 1).padStart(8, '0')}!default!s!1!Up!Dial!PJSIP/agent!!!3!${Math.round((Date.now() - call.startedAt) / 1000)}!!${call.id}`])
+            .flatMap((call, i) => [
+              `PJSIP/kamailio-${String(i * 2 + 1).padStart(8, '0')}!default!s!1!Up!Dial!PJSIP/agent!!!3!${Math.round((Date.now() - call.startedAt) / 1000)}!!${call.id}`,
+            ])
             .map((l) => `${l}\n`)
             .join('')
         }
@@ -387,7 +421,12 @@ async function runDaemon(o) {
         return ''
       default: {
         const [, verb, ...rest] = c.list
-        const niceness = rest.join(' ') === 'now' ? 'now' : rest.join(' ') === 'gracefully' ? 'gracefully' : 'when convenient'
+        const niceness =
+          rest.join(' ') === 'now'
+            ? 'now'
+            : rest.join(' ') === 'gracefully'
+              ? 'gracefully'
+              : 'when convenient'
         // The CLI call blocks until Asterisk exits (the client gives up after 60 s of silence).
         if (requestShutdown(niceness, verb === 'restart', sock)) return undefined
         return ''
@@ -415,7 +454,15 @@ async function runDaemon(o) {
       }
       reply = {ok: true, started, refused}
     } else if (msg.op === 'info') {
-      reply = {ok: true, pid: process.pid, version: VERSION, activeCalls: calls.size, processed, shutdown: shutdown?.niceness ?? null, restart: shutdown?.restart ?? false}
+      reply = {
+        ok: true,
+        pid: process.pid,
+        version: VERSION,
+        activeCalls: calls.size,
+        processed,
+        shutdown: shutdown?.niceness ?? null,
+        restart: shutdown?.restart ?? false,
+      }
     } else if (msg.op === 'hangup') {
       const ids = msg.all ? [...calls.keys()] : [msg.call].filter(Boolean)
       for (const id of ids) endCall(id, 'finished')
@@ -561,7 +608,8 @@ async function runDaemon(o) {
   }
 
   async function closeEverything() {
-    await new Promise((resolve) => (ctlServer ? ctlServer.close(() => resolve()) : resolve()))
+    // Stop listening; connections still open (a console waiting on a shutdown) just get cut.
+    ctlServer?.close()
     rmSync(ctlPath, {force: true})
     try {
       udp?.close()
@@ -590,7 +638,9 @@ if (o.version) {
   process.exit(0)
 }
 if (o.help) {
-  process.stdout.write(`Asterisk ${VERSION} (hactl lab stand-in). Usage: asterisk [-f] | -rx "COMMAND" | -r\n`)
+  process.stdout.write(
+    `Asterisk ${VERSION} (hactl lab stand-in). Usage: asterisk [-f] | -rx "COMMAND" | -r\n`,
+  )
   process.exit(0)
 }
 if (o.remote) await runRemote(o)
@@ -606,6 +656,11 @@ else {
     process.stderr.write('asterisk (hactl lab): not inside a lab host; use asterisk -f\n')
     process.exit(1)
   }
-  const r = await requestJson(path.join(hostDir, 'supervisor.sock'), {op: 'systemctl', verb: 'start', units: ['asterisk'], noBlock: false})
+  const r = await requestJson(path.join(hostDir, 'supervisor.sock'), {
+    op: 'systemctl',
+    verb: 'start',
+    units: ['asterisk'],
+    noBlock: false,
+  })
   process.exit(r.code ?? 1)
 }

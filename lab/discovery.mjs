@@ -18,10 +18,21 @@ function putSize(token, size) {
     const body = `value=${size}`
     const req = http.request(
       `${BACKEND}/v2/keys/discovery/${token}/_config/size`,
-      {method: 'PUT', headers: {'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body)}, timeout: 5000},
+      {
+        method: 'PUT',
+        headers: {
+          'Content-Type': 'application/x-www-form-urlencoded',
+          'Content-Length': Buffer.byteLength(body),
+        },
+        timeout: 5000,
+      },
       (res) => {
         res.resume()
-        res.on('end', () => (res.statusCode === 200 || res.statusCode === 201 ? resolve() : reject(new Error(`etcd answered ${res.statusCode}`))))
+        res.on('end', () =>
+          res.statusCode === 200 || res.statusCode === 201
+            ? resolve()
+            : reject(new Error(`etcd answered ${res.statusCode}`)),
+        )
       },
     )
     req.on('timeout', () => req.destroy(new Error('etcd did not answer')))

@@ -16,6 +16,9 @@ done
 ip link set lo up
 ip addr add "$HOST_IP/$HOST_PREFIX" dev eth0
 ip link set eth0 up
+# Every lab host as a permanent neighbour: no ARP, and no share of the kernel's global neighbour
+# table limit (a lab of 200 hosts would overflow it otherwise).
+ip -batch "$H/neigh"
 
 # "SRC<TAB>DST" per line; DST exists (hactl lab up made placeholders where needed).
 TAB="$(printf '\t')"

@@ -41,7 +41,10 @@ export function requestJson(socketPath, message, {timeoutMs = 120_000} = {}) {
       if (err) reject(err)
       else resolve(value)
     }
-    const timer = setTimeout(() => finish(Object.assign(new Error(`no answer from ${socketPath}`), {code: 'ETIMEDOUT'})), timeoutMs)
+    const timer = setTimeout(
+      () => finish(Object.assign(new Error(`no answer from ${socketPath}`), {code: 'ETIMEDOUT'})),
+      timeoutMs,
+    )
     sock.setEncoding('utf8')
     sock.on('connect', () => sock.write(`${JSON.stringify(message)}\n`))
     sock.on('data', (d) => {
@@ -56,7 +59,9 @@ export function requestJson(socketPath, message, {timeoutMs = 120_000} = {}) {
       }
     })
     sock.on('error', (err) => finish(err))
-    sock.on('close', () => finish(Object.assign(new Error(`${socketPath} closed the connection`), {code: 'ECONNRESET'})))
+    sock.on('close', () =>
+      finish(Object.assign(new Error(`${socketPath} closed the connection`), {code: 'ECONNRESET'})),
+    )
   })
 }
 

@@ -60,7 +60,15 @@ const sshd = {child: undefined, state: 'stopped'} // state: running | stopped | 
 /** name → runtime state of a unit */
 const units = new Map()
 for (const [name, def] of Object.entries(host.units ?? {})) {
-  units.set(name, {name, def, state: 'inactive', child: undefined, since: Date.now(), result: 'success', chain: Promise.resolve()})
+  units.set(name, {
+    name,
+    def,
+    state: 'inactive',
+    child: undefined,
+    since: Date.now(),
+    result: 'success',
+    chain: Promise.resolve(),
+  })
 }
 
 function resolveUnit(requested) {
@@ -141,21 +149,34 @@ async function commandFor(unit) {
     const ip = host.ip
     const argv = [
       'etcd',
-      '--name', host.name,
-      '--data-dir', '/var/lib/etcd',
+      '--name',
+      host.name,
+      '--data-dir',
+      '/var/lib/etcd',
       '--enable-v2',
-      '--listen-client-urls', `http://${ip}:2379,http://127.0.0.1:2379`,
-      '--advertise-client-urls', `http://${ip}:2379`,
-      '--listen-peer-urls', 'http://127.0.0.1:2380',
-      '--initial-advertise-peer-urls', 'http://127.0.0.1:2380',
-      '--initial-cluster', `${host.name}=http://127.0.0.1:2380`,
-      '--heartbeat-interval', '100',
-      '--election-timeout', '1000',
+      '--listen-client-urls',
+      `http://${ip}:2379,http://127.0.0.1:2379`,
+      '--advertise-client-urls',
+      `http://${ip}:2379`,
+      '--listen-peer-urls',
+      'http://127.0.0.1:2380',
+      '--initial-advertise-peer-urls',
+      'http://127.0.0.1:2380',
+      '--initial-cluster',
+      `${host.name}=http://127.0.0.1:2380`,
+      '--heartbeat-interval',
+      '100',
+      '--election-timeout',
+      '1000',
     ]
     return {argv, env: {}, ready: () => etcdHealthy('http://127.0.0.1:2379')}
   }
   if (kind === 'discovery') {
-    return {argv: [host.node, path.join(labScripts, 'discovery.mjs'), hostDir], env: {}, ready: () => tcpOpen(host.ip, 8087)}
+    return {
+      argv: [host.node, path.join(labScripts, 'discovery.mjs'), hostDir],
+      env: {},
+      ready: () => tcpOpen(host.ip, 8087),
+    }
   }
   if (kind === 'asterisk') {
     mkdirSync(path.join(RUN, 'asterisk'), {recursive: true})
@@ -169,7 +190,19 @@ async function commandFor(unit) {
   if (kind === 'kamailio') {
     mkdirSync(path.join(RUN, 'kamailio'), {recursive: true})
     return {
-      argv: ['kamailio', '-DD', '-E', '-f', '/etc/kamailio/kamailio.cfg', '-m', '32', '-M', '4', '-Y', '/run/kamailio'],
+      argv: [
+        'kamailio',
+        '-DD',
+        '-E',
+        '-f',
+        '/etc/kamailio/kamailio.cfg',
+        '-m',
+        '32',
+        '-M',
+        '4',
+        '-Y',
+        '/run/kamailio',
+      ],
       env: {},
       ready: () => unixOpen('/run/kamailio/kamailio_ctl'),
     }
@@ -291,7 +324,9 @@ function startUnit(unit, {wait = true} = {}) {
         }
         await sleep(100)
       }
-      return unit.state === 'active' ? {ok: true} : {ok: false, error: unit.result === 'success' ? 'exit-code' : unit.result}
+      return unit.state === 'active'
+        ? {ok: true}
+        : {ok: false, error: unit.result === 'success' ? 'exit-code' : unit.result}
     })()
     return wait ? unit.readiness : {ok: true}
   })
@@ -374,7 +409,11 @@ function stopUnit(unit, {timeoutMs = host.stopTimeoutMs ?? 15_000} = {}) {
 async function startSshd() {
   if (sshd.child) return
   mkdirSync('/run/sshd', {recursive: true, mode: 0o755})
-  const child = spawnLogged(['/usr/sbin/sshd', '-D', '-e', '-f', path.join(sshDir, 'sshd_config')], {}, 'sshd')
+  const child = spawnLogged(
+    ['/usr/sbin/sshd', '-D', '-e', '-f', path.join(sshDir, 'sshd_config')],
+    {},
+    'sshd',
+  )
   sshd.child = child
   sshd.state = 'running'
   child.on('exit', (code, signal) => {
@@ -441,7 +480,8 @@ function hostPids() {
 
 function clearRun() {
   for (const e of readdirSync(RUN)) rmSync(path.join(RUN, e), {recursive: true, force: true})
-  for (const d of ['sshd', 'asterisk', 'kamailio', 'lock', 'systemd/system']) mkdirSync(path.join(RUN, d), {recursive: true})
+  for (const d of ['sshd', 'asterisk', 'kamailio', 'lock', 'systemd/system'])
+    mkdirSync(path.join(RUN, d), {recursive: true})
 }
 
 /** Bind a fresh random file over /proc/sys/kernel/random/boot_id, as a kernel does at each boot. */
@@ -476,7 +516,9 @@ async function boot() {
   hostState = 'up'
   const enabled = enabledSet()
   // Started without waiting for readiness: etcd members of a fresh cluster wait for each other.
-  await Promise.all([...units.keys()].filter((n) => enabled.has(n)).map((n) => startUnit(units.get(n), {wait: false})))
+  await Promise.all(
+    [...units.keys()].filter((n) => enabled.has(n)).map((n) => startUnit(units.get(n), {wait: false})),
+  )
   log(`boot ${bootCount}: boot_id ${bootId}`)
 }
 
@@ -610,21 +652,34 @@ function ago(ms) {
 }
 
 function subState(u) {
-  return {active: 'running', activating: 'start', deactivating: 'stop-sigterm', failed: 'failed', inactive: 'dead'}[u.state]
+  return {
+    active: 'running',
+    activating: 'start',
+    deactivating: 'stop-sigterm',
+    failed: 'failed',
+    inactive: 'dead',
+  }[u.state]
 }
 
 function statusText(u) {
   const enabled = enabledSet().has(u.name) ? 'enabled' : 'disabled'
-  const lines = [`${u.state === 'active' ? '●' : u.state === 'failed' ? '×' : '○'} ${u.name}.service - ${u.def.description ?? u.name}`]
+  const lines = [
+    `${u.state === 'active' ? '●' : u.state === 'failed' ? '×' : '○'} ${u.name}.service - ${u.def.description ?? u.name}`,
+  ]
   lines.push(`     Loaded: loaded (${UNIT_DIR}/${u.name}.service; ${enabled}; preset: enabled)`)
   let active
   if (u.state === 'active') active = `active (running) since ${fmtTime(u.since)}; ${ago(u.since)}`
   else if (u.state === 'activating') active = `activating (start) since ${fmtTime(u.since)}; ${ago(u.since)}`
-  else if (u.state === 'deactivating') active = `deactivating (stop-sigterm) since ${fmtTime(u.since)}; ${ago(u.since)}`
-  else if (u.state === 'failed') active = `failed (Result: ${u.result}) since ${fmtTime(u.since)}; ${ago(u.since)}`
+  else if (u.state === 'deactivating')
+    active = `deactivating (stop-sigterm) since ${fmtTime(u.since)}; ${ago(u.since)}`
+  else if (u.state === 'failed')
+    active = `failed (Result: ${u.result}) since ${fmtTime(u.since)}; ${ago(u.since)}`
   else active = 'inactive (dead)'
   lines.push(`     Active: ${active}`)
-  if (u.child) lines.push(`   Main PID: ${u.child.pid} (${path.basename(u.def.kind === 'asterisk' ? 'asterisk' : u.def.kind === 'kamailio' ? 'kamailio' : 'etcd')})`)
+  if (u.child)
+    lines.push(
+      `   Main PID: ${u.child.pid} (${path.basename(u.def.kind === 'asterisk' ? 'asterisk' : u.def.kind === 'kamailio' ? 'kamailio' : 'etcd')})`,
+    )
   const tail = logTail(path.join(LOG, `${u.name}.log`), 10)
   if (tail.length > 0) lines.push('', ...tail)
   return `${lines.join('\n')}\n`
@@ -657,13 +712,28 @@ function showProps(u, requested) {
 }
 
 function notFoundProps(name, requested) {
-  const props = {Id: `${name}.service`, Names: `${name}.service`, LoadState: 'not-found', ActiveState: 'inactive', SubState: 'dead', UnitFileState: '', MainPID: '0'}
+  const props = {
+    Id: `${name}.service`,
+    Names: `${name}.service`,
+    LoadState: 'not-found',
+    ActiveState: 'inactive',
+    SubState: 'dead',
+    UnitFileState: '',
+    MainPID: '0',
+  }
   const keys = requested.length > 0 ? requested : Object.keys(props)
   return keys.map((k) => `${k}=${props[k] ?? ''}`).join('\n')
 }
 
 /** Implements systemctl's verbs with systemd's messages and exit codes (systemd 252, Debian 12). */
-async function systemctl({verb, units: names = [], quiet = false, noBlock = false, now = false, properties = []}) {
+async function systemctl({
+  verb,
+  units: names = [],
+  quiet = false,
+  noBlock = false,
+  now = false,
+  properties = [],
+}) {
   let stdout = ''
   let stderr = ''
   let code = 0
@@ -671,7 +741,16 @@ async function systemctl({verb, units: names = [], quiet = false, noBlock = fals
   const out = (s) => {
     if (!quiet) stdout += s
   }
-  const needUnits = ['start', 'stop', 'restart', 'try-restart', 'reload-or-restart', 'enable', 'disable', 'is-enabled']
+  const needUnits = [
+    'start',
+    'stop',
+    'restart',
+    'try-restart',
+    'reload-or-restart',
+    'enable',
+    'disable',
+    'is-enabled',
+  ]
   if (needUnits.includes(verb) && names.length === 0) {
     return {code: 1, stdout, stderr: `Too few arguments.\n`}
   }
@@ -683,12 +762,18 @@ async function systemctl({verb, units: names = [], quiet = false, noBlock = fals
       const results = await Promise.all(
         names.map(async (n) => {
           const u = resolveUnit(n)
-          if (!u) return {n, err: `Failed to ${verb === 'start' ? 'start' : 'restart'} ${svc(n)}: Unit ${svc(n)} not found.\n`, code: 5}
+          if (!u)
+            return {
+              n,
+              err: `Failed to ${verb === 'start' ? 'start' : 'restart'} ${svc(n)}: Unit ${svc(n)} not found.\n`,
+              code: 5,
+            }
           if (verb === 'try-restart' && u.state !== 'active') return {n}
           if (verb !== 'start') await stopUnit(u)
           const r = await startUnit(u, {wait: !noBlock})
           if (!r.ok) {
-            const why = r.error === 'timeout' ? 'a timeout was exceeded' : 'the control process exited with error code'
+            const why =
+              r.error === 'timeout' ? 'a timeout was exceeded' : 'the control process exited with error code'
             return {
               n,
               code: 1,
@@ -776,7 +861,9 @@ async function systemctl({verb, units: names = [], quiet = false, noBlock = fals
     }
     case 'status': {
       if (names.length === 0) {
-        out(`● ${host.name}\n    State: ${hostState === 'up' ? 'running' : hostState}\n    Since: ${fmtTime(bootedAt)}; ${ago(bootedAt)}\n`)
+        out(
+          `● ${host.name}\n    State: ${hostState === 'up' ? 'running' : hostState}\n    Since: ${fmtTime(bootedAt)}; ${ago(bootedAt)}\n`,
+        )
         break
       }
       let worst = 0
@@ -814,7 +901,8 @@ async function systemctl({verb, units: names = [], quiet = false, noBlock = fals
     }
     case 'daemon-reload':
     case 'reset-failed':
-      for (const u of units.values()) if (verb === 'reset-failed' && u.state === 'failed') u.state = 'inactive'
+      for (const u of units.values())
+        if (verb === 'reset-failed' && u.state === 'failed') u.state = 'inactive'
       break
     default:
       return {code: 1, stdout: '', stderr: `Unknown command verb ${verb}.\n`}
@@ -839,10 +927,20 @@ function info() {
     bootedAt: new Date(bootedAt).toISOString(),
     sshd: {state: sshd.state, pid: sshd.child?.pid},
     units: Object.fromEntries(
-      [...units.values()].map((u) => [u.name, {state: u.state, enabled: enabled.has(u.name), pid: u.child?.pid, since: new Date(u.since).toISOString()}]),
+      [...units.values()].map((u) => [
+        u.name,
+        {
+          state: u.state,
+          enabled: enabled.has(u.name),
+          pid: u.child?.pid,
+          since: new Date(u.since).toISOString(),
+        },
+      ]),
     ),
     faults: faults(),
-    scheduledPower: scheduledPower ? {action: scheduledPower.action, at: new Date(scheduledPower.at).toISOString()} : undefined,
+    scheduledPower: scheduledPower
+      ? {action: scheduledPower.action, at: new Date(scheduledPower.at).toISOString()}
+      : undefined,
   }
 }
 

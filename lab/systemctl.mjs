@@ -15,7 +15,9 @@ async function call(message) {
   try {
     return await requestJson(sock, message, {timeoutMs: 600_000})
   } catch {
-    process.stderr.write('System has not been booted with systemd as init system (PID 1). Can\'t operate.\nFailed to connect to bus: Host is down\n')
+    process.stderr.write(
+      "System has not been booted with systemd as init system (PID 1). Can't operate.\nFailed to connect to bus: Host is down\n",
+    )
     process.exit(1)
   }
 }
@@ -63,7 +65,8 @@ async function shutdownCommand() {
   const rest = []
   for (const a of args) {
     if (a === '-r' || a === '--reboot') action = 'reboot'
-    else if (a === '-h' || a === '-P' || a === '--poweroff' || a === '-H' || a === '--halt') action = 'poweroff'
+    else if (a === '-h' || a === '-P' || a === '--poweroff' || a === '-H' || a === '--halt')
+      action = 'poweroff'
     else if (a === '-c') cancel = true
     else if (a === '-k') wallOnly = true
     else if (a.startsWith('-')) {
@@ -101,8 +104,18 @@ async function systemctlCommand() {
     else if (a === '-p' || a === '--property') properties.push(...String(args[++i] ?? '').split(','))
     else if (a.startsWith('--property=')) properties.push(...a.slice(11).split(','))
     else if (/^-p./.test(a)) properties.push(...a.slice(2).split(','))
-    else if (a === '-n' || a === '--lines' || a === '-o' || a === '--output' || a === '-t' || a === '--type' || a === '--state') i++
-    else if (a.startsWith('-')) continue // --no-pager, --full, -l, --all, --system, --plain, --no-legend, -f ...
+    else if (
+      a === '-n' ||
+      a === '--lines' ||
+      a === '-o' ||
+      a === '--output' ||
+      a === '-t' ||
+      a === '--type' ||
+      a === '--state'
+    )
+      i++
+    else if (a.startsWith('-'))
+      continue // --no-pager, --full, -l, --all, --system, --plain, --no-legend, -f ...
     else words.push(a)
   }
   const verb = words.shift()
@@ -110,8 +123,17 @@ async function systemctlCommand() {
     process.stderr.write('Too few arguments.\n')
     process.exit(1)
   }
-  if (['reboot', 'poweroff', 'halt', 'kexec'].includes(verb)) await power(verb === 'reboot' || verb === 'kexec' ? 'reboot' : 'poweroff')
-  const r = await call({op: 'systemctl', verb, units: words, quiet, noBlock, now, properties: properties.filter(Boolean)})
+  if (['reboot', 'poweroff', 'halt', 'kexec'].includes(verb))
+    await power(verb === 'reboot' || verb === 'kexec' ? 'reboot' : 'poweroff')
+  const r = await call({
+    op: 'systemctl',
+    verb,
+    units: words,
+    quiet,
+    noBlock,
+    now,
+    properties: properties.filter(Boolean),
+  })
   if (r.stdout) process.stdout.write(r.stdout)
   if (r.stderr) process.stderr.write(r.stderr)
   process.exitCode = r.code ?? 1

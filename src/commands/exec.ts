@@ -24,12 +24,16 @@ Exit status: 0 when the command exited 0 on every host; 3 when it failed on some
   static override strict = false
 
   static override args = {
-    nodes: Args.string({description: 'Nodes, comma lists, roles or all; then -- and the command.', required: false}),
+    nodes: Args.string({
+      description: 'Nodes, comma lists, roles or all; then -- and the command.',
+      required: false,
+    }),
   }
 
   static override flags = {
     timeout: Flags.string({
-      summary: 'Give up on a host whose command runs longer than this (e.g. 90s, 5m; default: ssh.commandTimeout).',
+      summary:
+        'Give up on a host whose command runs longer than this (e.g. 90s, 5m; default: ssh.commandTimeout).',
       helpValue: 'DURATION',
     }),
   }
@@ -74,11 +78,14 @@ Exit status: 0 when the command exited 0 on every host; 3 when it failed on some
   private splitArgv(): {specs: string[]; command: string} {
     const i = this.argv.indexOf('--')
     if (i === -1) {
-      throw new UserError('put -- between the nodes and the command', [`${this.config.bin} exec all -- uptime`])
+      throw new UserError('put -- between the nodes and the command', [
+        `${this.config.bin} exec all -- uptime`,
+      ])
     }
     const words = this.argv.slice(i + 1)
     const command = words.join(' ')
-    if (command.trim() === '') throw new UserError('no command after --', [`${this.config.bin} exec all -- uptime`])
+    if (command.trim() === '')
+      throw new UserError('no command after --', [`${this.config.bin} exec all -- uptime`])
     // The parser hands back the words after -- as positionals too; take them off (one occurrence
     // each, from the end) to keep only the node specs.
     const specs = [...this.positionals].filter((p) => p !== '--')

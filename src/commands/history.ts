@@ -19,7 +19,13 @@ Needs no hactl.yaml.`
   ]
 
   static override flags = {
-    limit: Flags.integer({char: 'n', summary: 'Show at most this many entries.', default: 20, min: 1, max: 100_000}),
+    limit: Flags.integer({
+      char: 'n',
+      summary: 'Show at most this many entries.',
+      default: 20,
+      min: 1,
+      max: 100_000,
+    }),
   }
 
   public async run(): Promise<ReadHistoryResult> {
@@ -34,10 +40,15 @@ Needs no hactl.yaml.`
           const r = historyRow(e, this.config.bin)
           return [r.when, r.who, r.command, r.result, r.duration]
         })
-        const table = await renderTable(['WHEN', 'WHO', 'COMMAND', 'RESULT', 'DURATION'], rows, {align: ['left', 'left', 'left', 'left', 'right']})
+        const table = await renderTable(['WHEN', 'WHO', 'COMMAND', 'RESULT', 'DURATION'], rows, {
+          align: ['left', 'left', 'left', 'left', 'right'],
+        })
         process.stdout.write(`${table}\n`)
       }
-      if (result.invalidLines > 0) process.stderr.write(`Warning: ${result.invalidLines} line(s) of ${result.file} are not history entries and were skipped\n`)
+      if (result.invalidLines > 0)
+        process.stderr.write(
+          `Warning: ${result.invalidLines} line(s) of ${result.file} are not history entries and were skipped\n`,
+        )
     }
     return result
   }

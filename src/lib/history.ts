@@ -64,7 +64,12 @@ export function newHistoryId(at: Date = new Date()): string {
 }
 
 /** An entry for a run that starts now; fill in the outcome with finishHistoryEntry. */
-export function startHistoryEntry(input: {cluster: string; argv: string[]; plan?: string[]; at?: Date}): HistoryEntry {
+export function startHistoryEntry(input: {
+  cluster: string
+  argv: string[]
+  plan?: string[]
+  at?: Date
+}): HistoryEntry {
   const at = input.at ?? new Date()
   const id = localIdentity()
   return {
@@ -114,7 +119,10 @@ export interface AppendHistoryResult {
  * Record one run. Never throws: history must not change a command's outcome, so failures come
  * back in the result for the caller to warn about.
  */
-export async function appendHistory(entry: HistoryEntry, opts: AppendHistoryOptions = {}): Promise<AppendHistoryResult> {
+export async function appendHistory(
+  entry: HistoryEntry,
+  opts: AppendHistoryOptions = {},
+): Promise<AppendHistoryResult> {
   const dir = opts.stateDir ?? defaultStateDir()
   const file = historyFile(dir)
   const line = `${JSON.stringify(entry)}\n`
@@ -148,12 +156,16 @@ export async function appendHistory(entry: HistoryEntry, opts: AppendHistoryOpti
 
 /** Delete all but the newest `keep` entries under prefix; returns how many went. */
 export async function trimEtcdHistory(handle: EtcdHandle, prefix: string, keep: number): Promise<number> {
-  const keys = await handle.call('listing the history', (c) => c.getAll().prefix(prefix).sort('Key', 'Ascend').keys())
+  const keys = await handle.call('listing the history', (c) =>
+    c.getAll().prefix(prefix).sort('Key', 'Ascend').keys(),
+  )
   if (keys.length <= keep) return 0
   // Keys sort by time (zero-padded), so everything before the first key to keep is older.
   const firstKept = keys[keys.length - keep]
   if (firstKept === undefined) return 0
-  const res = await handle.call('trimming the history', (c) => c.delete().inRange({start: prefix, end: firstKept}).exec())
+  const res = await handle.call('trimming the history', (c) =>
+    c.delete().inRange({start: prefix, end: firstKept}).exec(),
+  )
   return Number(res.deleted)
 }
 
@@ -166,7 +178,9 @@ export interface ReadHistoryResult {
 }
 
 /** The local history, newest first. A missing file is an empty history. */
-export async function readHistory(opts: {limit?: number; stateDir?: string} = {}): Promise<ReadHistoryResult> {
+export async function readHistory(
+  opts: {limit?: number; stateDir?: string} = {},
+): Promise<ReadHistoryResult> {
   const file = historyFile(opts.stateDir ?? defaultStateDir())
   let text = ''
   try {
@@ -176,13 +190,23 @@ export async function readHistory(opts: {limit?: number; stateDir?: string} = {}
   }
   const {entries, invalid} = parseHistoryLines(text.split('\n'))
   entries.reverse()
-  return {file, entries: opts.limit === undefined ? entries : entries.slice(0, opts.limit), invalidLines: invalid}
+  return {
+    file,
+    entries: opts.limit === undefined ? entries : entries.slice(0, opts.limit),
+    invalidLines: invalid,
+  }
 }
 
 /** The history kept in etcd (every operator's runs), newest first. */
-export async function readEtcdHistory(handle: EtcdHandle, prefix: string, limit = DEFAULT_HISTORY_KEEP): Promise<ReadHistoryResult & {file: ''}> {
+export async function readEtcdHistory(
+  handle: EtcdHandle,
+  prefix: string,
+  limit = DEFAULT_HISTORY_KEEP,
+): Promise<ReadHistoryResult & {file: ''}> {
   const p = prefix.endsWith('/') ? prefix : `${prefix}/`
-  const kvs = await handle.call('reading the history', (c) => c.getAll().prefix(p).sort('Key', 'Descend').limit(limit).strings())
+  const kvs = await handle.call('reading the history', (c) =>
+    c.getAll().prefix(p).sort('Key', 'Descend').limit(limit).strings(),
+  )
   const {entries, invalid} = parseHistoryLines(Object.values(kvs))
   entries.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
   return {file: '', entries, invalidLines: invalid}
@@ -214,10 +238,17 @@ async function capLocalFile(file: string): Promise<void> {
 }
 
 /** Cells for a history table: when (local time), who, command, result, duration. */
-export function historyRow(e: HistoryEntry, bin = 'hactl'): {when: string; who: string; command: string; result: string; duration: string} {
+export function historyRow(
+  e: HistoryEntry,
+  bin = 'hactl',
+): {when: string; who: string; command: string; result: string; duration: string} {
   const failed = e.results?.filter((r) => !r.ok).length ?? 0
   const total = e.results?.length ?? 0
-  const result = e.ok ? 'ok' : failed > 0 && failed < total ? `partial (${total - failed}/${total} ok, exit ${e.exitCode})` : `failed (exit ${e.exitCode})`
+  const result = e.ok
+    ? 'ok'
+    : failed > 0 && failed < total
+      ? `partial (${total - failed}/${total} ok, exit ${e.exitCode})`
+      : `failed (exit ${e.exitCode})`
   return {
     when: localTime(e.when),
     who: `${e.who}@${e.host}`,

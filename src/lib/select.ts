@@ -11,7 +11,10 @@ const MAX_SPEC_LENGTH = 4096
  * (`asterisk`), `all`, or a comma list of those (`ast1,kam1`). A name that is both a node and a role
  * means the node: the operator typed a node's name, so the narrower reading is the safer one.
  */
-export function selectNodes(config: {nodes: readonly ResolvedNode[]}, specs: readonly string[]): ResolvedNode[] {
+export function selectNodes(
+  config: {nodes: readonly ResolvedNode[]},
+  specs: readonly string[],
+): ResolvedNode[] {
   const known = knownList(config.nodes)
   if (specs.length === 0) {
     throw new UserError('no nodes given: name nodes, roles or all', [known])
@@ -31,7 +34,10 @@ export function selectNodes(config: {nodes: readonly ResolvedNode[]}, specs: rea
 
 function resolveToken(nodes: readonly ResolvedNode[], token: string, known: string): ResolvedNode[] {
   if (!TOKEN_RE.test(token) || token.length > 63) {
-    throw new UserError(`"${printable(token)}" is not a node name, role or "all" (lower-case letters, digits and "-")`, [known])
+    throw new UserError(
+      `"${printable(token)}" is not a node name, role or "all" (lower-case letters, digits and "-")`,
+      [known],
+    )
   }
   const byName = nodes.find((n) => n.name === token)
   if (byName) return [byName]
@@ -50,13 +56,20 @@ function resolveToken(nodes: readonly ResolvedNode[], token: string, known: stri
 // says why, before they reach any output or remote command.
 function checkSpecShape(spec: string): void {
   if (typeof spec !== 'string') throw new UserError('a node spec must be a string')
-  if (spec.length > MAX_SPEC_LENGTH) throw new UserError(`node spec is ${spec.length} characters long; that is not a list of node names`)
+  if (spec.length > MAX_SPEC_LENGTH)
+    throw new UserError(`node spec is ${spec.length} characters long; that is not a list of node names`)
   if (spec.trim() === '') throw new UserError('empty node spec', [])
-  if (spec.startsWith('-')) throw new UserError(`"${printable(spec)}" looks like a flag, not a node: put flags before the nodes, or check the spelling`)
+  if (spec.startsWith('-'))
+    throw new UserError(
+      `"${printable(spec)}" looks like a flag, not a node: put flags before the nodes, or check the spelling`,
+    )
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(spec)) throw new UserError(`node spec "${printable(spec)}" contains control characters`)
+  if (/[\u0000-\u001f\u007f]/.test(spec))
+    throw new UserError(`node spec "${printable(spec)}" contains control characters`)
   if (/[;&|`$<>()\\'"*?[\]{}!~#/\s]/.test(spec.replace(/^\s+|\s+$/g, '').replace(/,\s+/g, ','))) {
-    throw new UserError(`node spec "${printable(spec)}" contains characters no node name or role has (node names are lower-case letters, digits and "-")`)
+    throw new UserError(
+      `node spec "${printable(spec)}" contains characters no node name or role has (node names are lower-case letters, digits and "-")`,
+    )
   }
 }
 

@@ -1,6 +1,6 @@
 import {parseDuration} from '../lib/config/schema.js'
 import {formatMs, InterruptedError, UserError} from '../lib/errors.js'
-import type {DrainRunOutput, DrainRunPlan, NodeRunResult, PlanStep, StepEvent, StepKind} from '../lib/ops/drain.js'
+import {waits, type DrainRunOutput, type DrainRunPlan, type NodeRunResult, type PlanStep, type StepEvent, type StepKind} from '../lib/ops/drain.js'
 
 /**
  * Human side of `hactl node drain|undrain`: the plan (stderr), the progress rows (stderr; a listr2
@@ -25,7 +25,7 @@ export async function renderPlan(plan: DrainRunPlan, opts: {color: boolean; dryR
   }
   const applying = plan.nodes.some((n) => n.action === 'apply')
   if (plan.capacity && applying) lines.push(`  ${c.bold('capacity')}  ${plan.capacity.ok ? plan.capacity.message : c.yellow(plan.capacity.message)}`)
-  if (plan.operation === 'drain' && applying) {
+  if (plan.operation === 'drain' && waits(plan)) {
     lines.push(
       `  ${c.bold('timeout')}   ${formatMs(plan.timeoutMs)}; ${plan.force ? c.yellow('then end the remaining calls (--force)') : 'then leave the box out of rotation and report the calls left'}`,
     )
@@ -111,8 +111,14 @@ export async function startDrainProgress(plan: DrainRunPlan, opts: {stream?: Nod
 }
 
 function waitText(e: Extract<StepEvent, {type: 'progress'}>): string {
-  const channels = e.channelsLeft !== e.callsLeft ? ` (${e.channelsLeft} channels)` : ''
-  return `${e.callsLeft} ${e.callsLeft === 1 ? 'call' : 'calls'} left${channels}, ${formatMs(Math.round(e.elapsedMs / 1000) * 1000)} elapsed`
+  // Channels only matter when no call is left but a channel is (a ringing or one-legged channel).
+  const channels = e.callsLeft === 0 && e.channelsLeft > 0 ? ` (${e.channelsLeft} ${e.channelsLeft === 1 ? 'channel' : 'channels'})` : ''
+  return `${e.callsLeft} ${e.callsLeft === 1 ? 'call' : 'calls'} left${channels}, ${elapsed(e.elapsedMs)} elapsed`
+}
+
+function elapsed(ms: number): string {
+  const s = Math.floor(ms / 1000)
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
 }
 
 function plainProgress(rows: Map<string, Row>, key: (n: string, s: StepKind) => string, stream: NodeJS.WritableStream): DrainProgress {

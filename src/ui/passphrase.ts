@@ -8,7 +8,12 @@ export async function askPassphrase(keyFile: string, attempt: number): Promise<s
   const {password} = await import('@inquirer/prompts')
   try {
     return await password(
-      {message: attempt > 1 ? `Wrong passphrase, try again. Passphrase for ${keyFile}:` : `Passphrase for ${keyFile}:`},
+      {
+        message:
+          attempt > 1
+            ? `Wrong passphrase, try again. Passphrase for ${keyFile}:`
+            : `Passphrase for ${keyFile}:`,
+      },
       {output: process.stderr},
     )
   } catch (error) {

@@ -31,7 +31,11 @@ type Final = {state: 'ok' | 'failed' | 'skipped'; text?: string}
  * leaves unfinished are shown as skipped when it returns. Whatever `fn` returns or throws is passed
  * through; the display is torn down first so later output does not mix with it.
  */
-export async function withHostProgress<T>(hosts: readonly string[], fn: (progress: HostProgress) => Promise<T>, opts: ProgressOptions = {}): Promise<T> {
+export async function withHostProgress<T>(
+  hosts: readonly string[],
+  fn: (progress: HostProgress) => Promise<T>,
+  opts: ProgressOptions = {},
+): Promise<T> {
   const stream = opts.stream ?? process.stderr
   if (opts.enabled === false || hosts.length === 0) return fn(silent)
   const tty = opts.tty ?? Boolean(stream.isTTY)
@@ -58,7 +62,11 @@ function plainProgress(stream: NodeJS.WritableStream): HostProgress {
   }
 }
 
-async function withListr<T>(hosts: readonly string[], fn: (progress: HostProgress) => Promise<T>, stream: NodeJS.WriteStream): Promise<T> {
+async function withListr<T>(
+  hosts: readonly string[],
+  fn: (progress: HostProgress) => Promise<T>,
+  stream: NodeJS.WriteStream,
+): Promise<T> {
   const {Listr, DefaultRenderer, ListrLogger, ProcessOutput} = await import('listr2')
   // listr2 only renders its tree when stdout is a terminal; ours goes to stderr, so a renderer
   // that declares itself fine without a terminal stdout lets `hactl ... > file` keep the tree.

@@ -98,7 +98,7 @@ export async function renderSummary(r: RediscoverResult, style: Style = plainSty
 // --- Progress --------------------------------------------------------------------------------
 
 export const PREFLIGHT_PHASES: readonly RediscoverPhase[] = ['preflight']
-export const APPLY_PHASES: readonly RediscoverPhase[] = ['backup', 'token', 'stop', 'wipe', 'write', 'reboot', 'wait-ssh', 'wait-etcd', 'restore']
+export const APPLY_PHASES: readonly RediscoverPhase[] = ['backup', 'token', 'prepare', 'wait-ssh', 'wait-etcd', 'restore']
 
 export interface RediscoverProgress {
   onEvent(e: RediscoverEvent): void

@@ -11,7 +11,11 @@ export interface TableOptions {
   align?: Array<'left' | 'right' | 'center'>
 }
 
-export async function renderTable(head: readonly string[], rows: readonly (readonly Cell[])[], opts: TableOptions = {}): Promise<string> {
+export async function renderTable(
+  head: readonly string[],
+  rows: readonly (readonly Cell[])[],
+  opts: TableOptions = {},
+): Promise<string> {
   const {default: Table} = await import('cli-table3')
   const chars = opts.border
     ? {}
@@ -36,7 +40,13 @@ export async function renderTable(head: readonly string[], rows: readonly (reado
     head: [...head],
     chars,
     // Colours are the caller's business (chalk honours NO_COLOR); cli-table3's own would not.
-    style: {head: [], border: [], 'padding-left': opts.border ? 1 : 0, 'padding-right': opts.border ? 1 : 0, compact: true},
+    style: {
+      head: [],
+      border: [],
+      'padding-left': opts.border ? 1 : 0,
+      'padding-right': opts.border ? 1 : 0,
+      compact: true,
+    },
     ...(opts.align ? {colAligns: opts.align} : {}),
   })
   for (const r of rows) table.push(r.map((c) => (c === null || c === undefined ? '' : String(c))))

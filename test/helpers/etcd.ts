@@ -3,8 +3,10 @@
  * data in a temp dir, fast elections. Every process is stopped by its pid (also when the test
  * process exits early), and the temp dir is removed.
  */
-import {spawn, type ChildProcess} from 'node:child_process'
-import {closeSync, mkdtempSync, openSync, readFileSync, rmSync} from 'node:fs'
+import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
+import {closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {get as httpGet} from 'node:http'
+import {get as httpsGet} from 'node:https'
 import {createServer, type AddressInfo, type Server} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -23,13 +25,29 @@ export interface EtcdMember {
   proc?: ChildProcess
 }
 
+/** Files of a throwaway CA, a server certificate (127.0.0.1 and etcd-a.invalid) and a client certificate. */
+export interface TestTls {
+  ca: string
+  serverCert: string
+  serverKey: string
+  clientCert: string
+  clientKey: string
+}
+
 export interface EtcdCluster {
   dir: string
+  /** Set when started with `tls: true`: client URLs are https and client certificates are required. */
+  tls?: TestTls
   members: EtcdMember[]
   /** Client URLs of every member. */
   endpoints: string[]
   /** A hactl config pointing at this cluster (or at `endpoints` given). */
-  config(opts?: {endpoints?: string[]; timeout?: string; extraEtcdYaml?: string}): HactlConfig
+  config(opts?: {
+    endpoints?: string[]
+    timeout?: string
+    extraEtcdYaml?: string
+    tls?: 'full' | 'ca-only' | 'none'
+  }): HactlConfig
   /** Stop one member: SIGTERM (clean) or SIGKILL (crash); waits until it has exited. */
   stop(member: EtcdMember, signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>
   /** Start a stopped member again; `wipe` removes its data first (a new cluster for a single member). */
@@ -79,10 +97,71 @@ async function freePorts(n: number): Promise<number[]> {
   }
 }
 
-export async function startEtcd(opts: {members?: number; name?: string} = {}): Promise<EtcdCluster> {
+/** A CA and certificates made with openssl; the server certificate names 127.0.0.1 and etcd-a.invalid. */
+export function makeTestTls(dir: string): TestTls {
+  const f = (name: string) => path.join(dir, name)
+  const ssl = (...args: string[]) => {
+    const r = spawnSync('openssl', args, {cwd: dir, encoding: 'utf8'})
+    if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`)
+  }
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+  ssl(
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    f('ca.key'),
+    '-out',
+    f('ca.crt'),
+    '-subj',
+    '/CN=hactl-test-ca',
+    '-days',
+    '2',
+  )
+  const sign = (name: string, cn: string, ext: string) => {
+    ssl('req', ...ec, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${cn}`)
+    writeFileSync(f(`${name}.ext`), ext)
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      f(`${name}.csr`),
+      '-CA',
+      f('ca.crt'),
+      '-CAkey',
+      f('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      f(`${name}.crt`),
+      '-days',
+      '2',
+      '-extfile',
+      f(`${name}.ext`),
+    )
+  }
+  sign(
+    'server',
+    'etcd',
+    'subjectAltName=IP:127.0.0.1,DNS:etcd-a.invalid\nextendedKeyUsage=serverAuth,clientAuth\n',
+  )
+  sign('client', 'hactl', 'extendedKeyUsage=clientAuth\n')
+  return {
+    ca: f('ca.crt'),
+    serverCert: f('server.crt'),
+    serverKey: f('server.key'),
+    clientCert: f('client.crt'),
+    clientKey: f('client.key'),
+  }
+}
+
+export async function startEtcd(
+  opts: {members?: number; name?: string; tls?: boolean} = {},
+): Promise<EtcdCluster> {
   installExitHook()
   const n = opts.members ?? 1
   const dir = mkdtempSync(path.join(tmpdir(), `hactl-etcd-${opts.name ?? 'test'}-`))
+  const tls = opts.tls ? makeTestTls(dir) : undefined
+  const scheme = tls ? 'https' : 'http'
   const ports = await freePorts(2 * n)
   const members: EtcdMember[] = Array.from({length: n}, (_, i) => {
     const clientPort = ports[2 * i]!
@@ -92,7 +171,7 @@ export async function startEtcd(opts: {members?: number; name?: string} = {}): P
       name,
       clientPort,
       peerPort,
-      clientUrl: `http://127.0.0.1:${clientPort}`,
+      clientUrl: `${scheme}://127.0.0.1:${clientPort}`,
       peerUrl: `http://127.0.0.1:${peerPort}`,
       dataDir: path.join(dir, name),
       logFile: path.join(dir, `${name}.log`),
@@ -104,22 +183,49 @@ export async function startEtcd(opts: {members?: number; name?: string} = {}): P
   const spawnMember = (m: EtcdMember): void => {
     const fd = openSync(m.logFile, 'a')
     const args = [
-      '--name', m.name,
-      '--data-dir', m.dataDir,
-      '--listen-client-urls', m.clientUrl,
-      '--advertise-client-urls', m.clientUrl,
-      '--listen-peer-urls', m.peerUrl,
-      '--initial-advertise-peer-urls', m.peerUrl,
-      '--initial-cluster', initialCluster,
-      '--initial-cluster-state', 'new',
-      '--initial-cluster-token', token,
-      '--heartbeat-interval', '100',
-      '--election-timeout', '1000',
-      '--logger', 'zap',
-      '--log-outputs', 'stderr',
+      '--name',
+      m.name,
+      '--data-dir',
+      m.dataDir,
+      '--listen-client-urls',
+      m.clientUrl,
+      '--advertise-client-urls',
+      m.clientUrl,
+      '--listen-peer-urls',
+      m.peerUrl,
+      '--initial-advertise-peer-urls',
+      m.peerUrl,
+      '--initial-cluster',
+      initialCluster,
+      '--initial-cluster-state',
+      'new',
+      '--initial-cluster-token',
+      token,
+      '--heartbeat-interval',
+      '100',
+      '--election-timeout',
+      '1000',
+      '--logger',
+      'zap',
+      '--log-outputs',
+      'stderr',
+      ...(tls
+        ? [
+            '--cert-file',
+            tls.serverCert,
+            '--key-file',
+            tls.serverKey,
+            '--trusted-ca-file',
+            tls.ca,
+            '--client-cert-auth',
+          ]
+        : []),
     ]
     // A clean environment: ETCD_* variables of the machine must not leak in.
-    const proc = spawn(ETCD_BIN, args, {stdio: ['ignore', fd, fd], env: {PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir}})
+    const proc = spawn(ETCD_BIN, args, {
+      stdio: ['ignore', fd, fd],
+      env: {PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir},
+    })
     closeSync(fd)
     running.add(proc)
     proc.once('exit', () => running.delete(proc))
@@ -146,15 +252,32 @@ export async function startEtcd(opts: {members?: number; name?: string} = {}): P
     m.proc = undefined
   }
 
-  const healthy = async (m: EtcdMember): Promise<boolean> => {
-    try {
-      const res = await fetch(`${m.clientUrl}/health`, {signal: AbortSignal.timeout(1000)})
-      const body = (await res.json()) as {health?: string}
-      return body.health === 'true'
-    } catch {
-      return false
-    }
-  }
+  const healthy = (m: EtcdMember): Promise<boolean> =>
+    new Promise((resolve) => {
+      const url = `${m.clientUrl}/health`
+      const options = tls
+        ? {
+            ca: readFileSync(tls.ca),
+            cert: readFileSync(tls.clientCert),
+            key: readFileSync(tls.clientKey),
+            timeout: 1000,
+          }
+        : {timeout: 1000}
+      const req = (tls ? httpsGet : httpGet)(url, options, (res) => {
+        let body = ''
+        res.on('data', (d: Buffer) => (body += d.toString()))
+        res.on('end', () => {
+          try {
+            resolve((JSON.parse(body) as {health?: string}).health === 'true')
+          } catch {
+            resolve(false)
+          }
+        })
+        res.on('error', () => resolve(false))
+      })
+      req.on('timeout', () => req.destroy())
+      req.on('error', () => resolve(false))
+    })
 
   const waitHealthy = async (timeoutMs = 20_000, only?: EtcdMember[]): Promise<void> => {
     const deadline = Date.now() + timeoutMs
@@ -162,14 +285,18 @@ export async function startEtcd(opts: {members?: number; name?: string} = {}): P
     for (;;) {
       for (const m of targets) {
         if (m.proc && (m.proc.exitCode !== null || m.proc.signalCode !== null)) {
-          throw new Error(`etcd ${m.name} exited (${m.proc.exitCode ?? m.proc.signalCode}):\n${tail(m.logFile)}`)
+          throw new Error(
+            `etcd ${m.name} exited (${m.proc.exitCode ?? m.proc.signalCode}):\n${tail(m.logFile)}`,
+          )
         }
       }
       const ok = await Promise.all(targets.map((m) => healthy(m)))
       if (ok.every(Boolean)) return
       if (Date.now() > deadline) {
         const bad = targets.filter((_, i) => !ok[i])
-        throw new Error(`etcd not healthy within ${timeoutMs} ms: ${bad.map((m) => `${m.name}\n${tail(m.logFile)}`).join('\n')}`)
+        throw new Error(
+          `etcd not healthy within ${timeoutMs} ms: ${bad.map((m) => `${m.name}\n${tail(m.logFile)}`).join('\n')}`,
+        )
       }
       await new Promise((r) => setTimeout(r, 100))
     }
@@ -177,6 +304,7 @@ export async function startEtcd(opts: {members?: number; name?: string} = {}): P
 
   const cluster: EtcdCluster = {
     dir,
+    ...(tls ? {tls} : {}),
     members,
     endpoints: members.map((m) => m.clientUrl),
     config(c = {}) {
@@ -186,6 +314,10 @@ export async function startEtcd(opts: {members?: number; name?: string} = {}): P
         'etcd:',
         `  endpoints: [${eps.map((e) => JSON.stringify(e)).join(', ')}]`,
         `  timeout: ${c.timeout ?? '2s'}`,
+        ...(tls && c.tls !== 'none' ? ['  tls:', `    ca: ${tls.ca}`] : []),
+        ...(tls && (c.tls ?? 'full') === 'full'
+          ? [`    cert: ${tls.clientCert}`, `    key: ${tls.clientKey}`]
+          : []),
         ...(c.extraEtcdYaml ? c.extraEtcdYaml.split('\n').map((l) => `  ${l}`) : []),
         'nodes:',
         '  ast1: {host: 127.0.0.1, roles: [asterisk]}',
@@ -232,7 +364,10 @@ function tail(file: string, lines = 15): string {
 }
 
 /** Poll fn until it returns a truthy value or the time is up. */
-export async function eventually<T>(fn: () => Promise<T> | T, opts: {timeoutMs?: number; intervalMs?: number; what?: string} = {}): Promise<NonNullable<T>> {
+export async function eventually<T>(
+  fn: () => Promise<T> | T,
+  opts: {timeoutMs?: number; intervalMs?: number; what?: string} = {},
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + (opts.timeoutMs ?? 10_000)
   let last: unknown
   for (;;) {
@@ -242,7 +377,10 @@ export async function eventually<T>(fn: () => Promise<T> | T, opts: {timeoutMs?:
     } catch (error) {
       last = error
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${opts.what ?? 'a condition'}${last ? `: ${(last as Error).message}` : ''}`)
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out waiting for ${opts.what ?? 'a condition'}${last ? `: ${(last as Error).message}` : ''}`,
+      )
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100))
   }
 }

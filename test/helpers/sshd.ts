@@ -22,9 +22,27 @@ export interface KeyPair {
 }
 
 /** Make a key pair with ssh-keygen (real OpenSSH output, the same format operators have). */
-export function keygen(file: string, opts: {type?: 'ed25519' | 'ecdsa' | 'rsa'; passphrase?: string; comment?: string} = {}): KeyPair {
+export function keygen(
+  file: string,
+  opts: {type?: 'ed25519' | 'ecdsa' | 'rsa'; passphrase?: string; comment?: string} = {},
+): KeyPair {
   const type = opts.type ?? 'ed25519'
-  execFileSync('ssh-keygen', ['-q', '-t', type, ...(type === 'rsa' ? ['-b', '2048'] : []), '-N', opts.passphrase ?? '', '-C', opts.comment ?? 'hactl-test', '-f', file], {stdio: 'ignore'})
+  execFileSync(
+    'ssh-keygen',
+    [
+      '-q',
+      '-t',
+      type,
+      ...(type === 'rsa' ? ['-b', '2048'] : []),
+      '-N',
+      opts.passphrase ?? '',
+      '-C',
+      opts.comment ?? 'hactl-test',
+      '-f',
+      file,
+    ],
+    {stdio: 'ignore'},
+  )
   const pub = readFileSync(`${file}.pub`, 'utf8').trim()
   const [t, blob] = pub.split(' ')
   return {file, pub, blob: blob!, type: t!}
@@ -75,9 +93,17 @@ export async function startSshd(opts: SshdOptions): Promise<Sshd> {
   mkdirSync(opts.dir, {recursive: true})
   // sshd refuses to start without its privilege-separation directory.
   if (!existsSync('/run/sshd')) mkdirSync('/run/sshd', {recursive: true, mode: 0o755})
-  const hostKey = opts.hostKey ?? keygen(path.join(opts.dir, `ssh_host_${opts.hostKeyType ?? 'ed25519'}_key`), {type: opts.hostKeyType ?? 'ed25519'})
+  const hostKey =
+    opts.hostKey ??
+    keygen(path.join(opts.dir, `ssh_host_${opts.hostKeyType ?? 'ed25519'}_key`), {
+      type: opts.hostKeyType ?? 'ed25519',
+    })
   const authorized = path.join(opts.dir, 'authorized_keys')
-  writeFileSync(authorized, opts.authorizedKeys.endsWith('\n') ? opts.authorizedKeys : `${opts.authorizedKeys}\n`, {mode: 0o600})
+  writeFileSync(
+    authorized,
+    opts.authorizedKeys.endsWith('\n') ? opts.authorizedKeys : `${opts.authorizedKeys}\n`,
+    {mode: 0o600},
+  )
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = opts.port ?? (await freePort())
     const cfg = path.join(opts.dir, 'sshd_config')

@@ -107,10 +107,13 @@ describe('etcd client and cluster health (3 members)', () => {
     // and the cluster still takes writes through the same handle
     await handle.call('writing with one member down', (c) => c.put('/test/k2').value('v2').exec())
     await cluster.start(victim)
-    const again = await eventually(async () => {
-      const x = await etcdClusterHealth(handle)
-      return x.healthyCount === 3 ? x : undefined
-    }, {what: 'the member to come back'})
+    const again = await eventually(
+      async () => {
+        const x = await etcdClusterHealth(handle)
+        return x.healthyCount === 3 ? x : undefined
+      },
+      {what: 'the member to come back'},
+    )
     assert.equal(again.members.find((m) => m.name === victimName)!.healthy, true)
   })
 
@@ -144,15 +147,20 @@ describe('etcd errors', () => {
       const handle = await openEtcd(single.config({endpoints: [`http://127.0.0.1:${port}`], timeout: '2s'}))
       try {
         const t0 = Date.now()
-        const err = await handle.call('reading a key', (c) => c.get('/x').string()).then(
-          () => assert.fail('expected an error'),
-          (e: unknown) => e,
-        )
+        const err = await handle
+          .call('reading a key', (c) => c.get('/x').string())
+          .then(
+            () => assert.fail('expected an error'),
+            (e: unknown) => e,
+          )
         assert.ok(Date.now() - t0 < 2500)
         assert.ok(err instanceof EtcdUnreachableError, String(err))
         assert.ok(err instanceof HactlError)
         assert.equal(err.exitCode, 1)
-        assert.match(err.message, new RegExp(`^etcd unreachable at http://127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`))
+        assert.match(
+          err.message,
+          new RegExp(`^etcd unreachable at http://127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`),
+        )
         assert.match(err.message, /while reading a key/)
         assert.ok(err.suggestions.some((s) => s.includes('etcd.via: ssh')))
         // health throws the same typed error when no member answers the member list
@@ -172,10 +180,12 @@ describe('etcd errors', () => {
       try {
         single.freeze(single.members[0]!)
         const t0 = Date.now()
-        const err = await handle.call('reading maintenance marks', (c) => c.get('/x').string()).then(
-          () => assert.fail('expected an error'),
-          (e: unknown) => e,
-        )
+        const err = await handle
+          .call('reading maintenance marks', (c) => c.get('/x').string())
+          .then(
+            () => assert.fail('expected an error'),
+            (e: unknown) => e,
+          )
         const took = Date.now() - t0
         assert.ok(took >= 700 && took < 2500, `took ${took} ms`)
         assert.ok(err instanceof EtcdUnreachableError, String(err))
@@ -194,7 +204,10 @@ describe('etcd errors', () => {
   test('etcd.via ssh without a tunnel is refused', async () => {
     const single = await startEtcd({members: 1, name: 'via'})
     try {
-      await assert.rejects(openEtcd(single.config({extraEtcdYaml: 'via: ssh'})), /etcd\.via is ssh, but no SSH tunnel/)
+      await assert.rejects(
+        openEtcd(single.config({extraEtcdYaml: 'via: ssh'})),
+        /etcd\.via is ssh, but no SSH tunnel/,
+      )
     } finally {
       await single.destroy()
     }

@@ -30,13 +30,19 @@ describe('cluster lock', () => {
   test('a second operator is refused with the holder named; after release the lock can be taken', async () => {
     const since = new Date()
     since.setHours(12, 3, 4, 0)
-    const alice = await acquireClusterLock(handle, {key: KEY, holder: holder('alice', 'hactl node drain ast3', since)})
+    const alice = await acquireClusterLock(handle, {
+      key: KEY,
+      holder: holder('alice', 'hactl node drain ast3', since),
+    })
     assert.match(alice.leaseId, /^[0-9a-f]+$/)
     const stored = JSON.parse((await handle.client.get(KEY).string())!)
     assert.equal(stored.user, 'alice')
     assert.equal(stored.command, 'hactl node drain ast3')
 
-    const err = await acquireClusterLock(handle, {key: KEY, holder: holder('bob', 'hactl node drain ast1')}).then(
+    const err = await acquireClusterLock(handle, {
+      key: KEY,
+      holder: holder('bob', 'hactl node drain ast1'),
+    }).then(
       () => assert.fail('bob must be refused'),
       (e: unknown) => e,
     )
@@ -44,7 +50,10 @@ describe('cluster lock', () => {
     assert.equal(err.exitCode, 1)
     assert.match(err.message, /locked by alice@laptop since 12:03:04 running "hactl node drain ast3"/)
     assert.equal(err.holder?.user, 'alice')
-    assert.ok(err.suggestions.some((s) => s.includes('--wait-lock 5m')), err.suggestions.join('\n'))
+    assert.ok(
+      err.suggestions.some((s) => s.includes('--wait-lock 5m')),
+      err.suggestions.join('\n'),
+    )
     // bob's refused attempt gives its lease back, and alice still holds the key
     assert.equal(JSON.parse((await handle.client.get(KEY).string())!).user, 'alice')
     const leases = await handle.client.leaseClient.leaseLeases()
@@ -62,10 +71,18 @@ describe('cluster lock', () => {
   })
 
   test('waitMs: waits until the holder releases', async () => {
-    const alice = await acquireClusterLock(handle, {key: KEY, holder: holder('alice', 'hactl cluster rediscover')})
+    const alice = await acquireClusterLock(handle, {
+      key: KEY,
+      holder: holder('alice', 'hactl cluster rediscover'),
+    })
     const waits: Array<LockHolder | undefined> = []
     const t0 = Date.now()
-    const bobP = acquireClusterLock(handle, {key: KEY, holder: holder('bob', 'hactl node undrain ast3'), waitMs: 10_000, onWait: (h) => waits.push(h)})
+    const bobP = acquireClusterLock(handle, {
+      key: KEY,
+      holder: holder('bob', 'hactl node undrain ast3'),
+      waitMs: 10_000,
+      onWait: (h) => waits.push(h),
+    })
     await new Promise((r) => setTimeout(r, 700))
     await alice.release()
     const bob = await bobP
@@ -78,14 +95,20 @@ describe('cluster lock', () => {
   })
 
   test('waitMs runs out: refused, saying how long it waited', async () => {
-    const alice = await acquireClusterLock(handle, {key: KEY, holder: holder('alice', 'hactl node drain ast2')})
+    const alice = await acquireClusterLock(handle, {
+      key: KEY,
+      holder: holder('alice', 'hactl node drain ast2'),
+    })
     try {
       const t0 = Date.now()
-      await assert.rejects(acquireClusterLock(handle, {key: KEY, holder: holder('bob', 'x'), waitMs: 800}), (e: unknown) => {
-        assert.ok(e instanceof ClusterLockedError)
-        assert.match(e.message, /still locked after waiting 800ms \(--wait-lock\): locked by alice@laptop/)
-        return true
-      })
+      await assert.rejects(
+        acquireClusterLock(handle, {key: KEY, holder: holder('bob', 'x'), waitMs: 800}),
+        (e: unknown) => {
+          assert.ok(e instanceof ClusterLockedError)
+          assert.match(e.message, /still locked after waiting 800ms \(--wait-lock\): locked by alice@laptop/)
+          return true
+        },
+      )
       assert.ok(Date.now() - t0 >= 750)
     } finally {
       await alice.release()
@@ -105,15 +128,25 @@ describe('cluster lock', () => {
       setInterval(() => {}, 1000)
     `
     const yaml = `cluster: test\netcd:\n  endpoints: [${JSON.stringify(cluster.endpoints[0])}]\nnodes:\n  ast1: {host: 127.0.0.1, roles: [asterisk]}\n`
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {cwd: repo, env: {...process.env, HACTL_TEST_CONFIG: yaml}, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: repo,
+      env: {...process.env, HACTL_TEST_CONFIG: yaml},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let out = ''
     let errOut = ''
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))
     child.stderr.on('data', (d: Buffer) => (errOut += d.toString()))
     try {
-      await eventually(() => out.includes('locked'), {timeoutMs: 15_000, what: `the child to lock (stderr: ${errOut})`})
+      await eventually(() => out.includes('locked'), {
+        timeoutMs: 15_000,
+        what: `the child to lock (stderr: ${errOut})`,
+      })
       // Then another operator is refused, naming the child's command and pid's user
-      await assert.rejects(acquireClusterLock(handle, {key: KEY, holder: lockHolder('hactl status')}), /running "hactl node drain ast4"/)
+      await assert.rejects(
+        acquireClusterLock(handle, {key: KEY, holder: lockHolder('hactl status')}),
+        /running "hactl node drain ast4"/,
+      )
       // When the child dies without releasing
       const exited = new Promise((r) => child.once('exit', r))
       child.kill('SIGKILL')
@@ -121,7 +154,11 @@ describe('cluster lock', () => {
       const t0 = Date.now()
       assert.notEqual(await handle.client.get(KEY).string(), null, 'the key outlives the process for a while')
       // Then a waiter gets the lock once the lease has run out
-      const mine = await acquireClusterLock(handle, {key: KEY, holder: holder('bob', 'hactl node undrain ast4'), waitMs: 10_000})
+      const mine = await acquireClusterLock(handle, {
+        key: KEY,
+        holder: holder('bob', 'hactl node undrain ast4'),
+        waitMs: 10_000,
+      })
       const took = Date.now() - t0
       assert.ok(took >= 500 && took < 6000, `took ${took} ms`)
       assert.equal(JSON.parse((await handle.client.get(KEY).string())!).user, 'bob')
@@ -144,10 +181,13 @@ describe('cluster lock', () => {
     await cluster.stop(member, 'SIGKILL')
     try {
       const t0 = Date.now()
-      await assert.rejects(acquireClusterLock(handle, {key: KEY, holder: holder('dave', 'hactl cluster rediscover')}), (e: unknown) => {
-        assert.match((e as Error).message, /^etcd unreachable at http:\/\/127\.0\.0\.1:\d+: /)
-        return true
-      })
+      await assert.rejects(
+        acquireClusterLock(handle, {key: KEY, holder: holder('dave', 'hactl cluster rediscover')}),
+        (e: unknown) => {
+          assert.match((e as Error).message, /^etcd unreachable at http:\/\/127\.0\.0\.1:\d+: /)
+          return true
+        },
+      )
       assert.ok(Date.now() - t0 < 2500)
     } finally {
       await cluster.start(member)

@@ -22,7 +22,12 @@ describe('maintenance marks', () => {
   test('set, read back, overwrite, clear', async () => {
     assert.deepEqual([...(await getMarks(handle, prefix))], [])
 
-    const m = await setMark(handle, prefix, {node: 'ast3', state: 'draining', reason: 'kernel update; "quoted" \n newline', command: 'hactl node drain ast3'})
+    const m = await setMark(handle, prefix, {
+      node: 'ast3',
+      state: 'draining',
+      reason: 'kernel update; "quoted" \n newline',
+      command: 'hactl node drain ast3',
+    })
     assert.match(m.by, /^.+@.+$/)
     assert.ok(!Number.isNaN(Date.parse(m.since)))
     const raw = await handle.client.get(`${prefix}ast3`).string()
@@ -32,7 +37,12 @@ describe('maintenance marks', () => {
     assert.deepEqual([...marks], [m])
     assert.deepEqual(marks.invalid, [])
 
-    const drained = await setMark(handle, prefix, {node: 'ast3', state: 'drained', since: m.since, by: 'alice@laptop'})
+    const drained = await setMark(handle, prefix, {
+      node: 'ast3',
+      state: 'drained',
+      since: m.since,
+      by: 'alice@laptop',
+    })
     assert.equal(drained.since, m.since)
     marks = await getMarks(handle, prefix)
     assert.equal(marks.length, 1)
@@ -47,8 +57,12 @@ describe('maintenance marks', () => {
   test('a broken value is reported in .invalid, the good ones still come back', async () => {
     await setMark(handle, prefix, {node: 'ast1', state: 'drained'})
     await handle.client.put(`${prefix}ast2`).value('{not json')
-    await handle.client.put(`${prefix}ast4`).value(JSON.stringify({node: 'ast4', state: 'sleeping', by: 'x@y', since: new Date().toISOString()}))
-    await handle.client.put(`${prefix}ast5`).value(JSON.stringify({node: 'ast9', state: 'drained', by: 'x@y', since: new Date().toISOString()}))
+    await handle.client
+      .put(`${prefix}ast4`)
+      .value(JSON.stringify({node: 'ast4', state: 'sleeping', by: 'x@y', since: new Date().toISOString()}))
+    await handle.client
+      .put(`${prefix}ast5`)
+      .value(JSON.stringify({node: 'ast9', state: 'drained', by: 'x@y', since: new Date().toISOString()}))
     const marks = await getMarks(handle, '/hactl/maintenance') // no trailing slash: same prefix
     assert.deepEqual(
       marks.map((m) => m.node),
@@ -70,7 +84,10 @@ describe('maintenance marks', () => {
 
   test('bad input is a UserError and writes nothing', async () => {
     await assert.rejects(setMark(handle, prefix, {node: '../lock', state: 'drained'}), UserError)
-    await assert.rejects(setMark(handle, prefix, {node: 'ast1', state: 'drained', reason: 'x'.repeat(5000)}), UserError)
+    await assert.rejects(
+      setMark(handle, prefix, {node: 'ast1', state: 'drained', reason: 'x'.repeat(5000)}),
+      UserError,
+    )
     await assert.rejects(clearMark(handle, prefix, 'a b'), UserError)
     assert.equal(await handle.client.getAll().prefix('/hactl/').count(), 0)
   })

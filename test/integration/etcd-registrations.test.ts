@@ -2,7 +2,14 @@ import assert from 'node:assert/strict'
 import {after, before, describe, test} from 'node:test'
 import {openEtcd, type EtcdHandle} from '../../src/lib/etcd/client.js'
 import {setMark} from '../../src/lib/etcd/maintenance.js'
-import {announce, listRegistrations, watchRegistrations, type AnnounceEvent, type RegistrationSnapshot, type WatchEvent} from '../../src/lib/etcd/registrations.js'
+import {
+  announce,
+  listRegistrations,
+  watchRegistrations,
+  type AnnounceEvent,
+  type RegistrationSnapshot,
+  type WatchEvent,
+} from '../../src/lib/etcd/registrations.js'
 import {UserError} from '../../src/lib/errors.js'
 import {eventually, startEtcd, type EtcdCluster} from '../helpers/etcd.js'
 
@@ -24,11 +31,22 @@ describe('registrations with leases', () => {
   test('announce writes the key under a lease and keeps it past the TTL; stop() removes it at once', async () => {
     const prefix = '/t1/asterisk/'
     const events: AnnounceEvent[] = []
-    const a = announce(handle, {prefix, name: 'ast9', ip: '10.77.0.29', port: 5070, weight: 25, ttlSeconds: 2, onEvent: (e) => events.push(e)})
+    const a = announce(handle, {
+      prefix,
+      name: 'ast9',
+      ip: '10.77.0.29',
+      port: 5070,
+      weight: 25,
+      ttlSeconds: 2,
+      onEvent: (e) => events.push(e),
+    })
     await a.whenRegistered(5000)
     assert.equal(a.registered, true)
     let regs = await listRegistrations(handle, prefix)
-    assert.deepEqual([...regs], [{name: 'ast9', key: `${prefix}ast9`, ip: '10.77.0.29', port: 5070, weight: 25, lease: a.leaseId}])
+    assert.deepEqual(
+      [...regs],
+      [{name: 'ast9', key: `${prefix}ast9`, ip: '10.77.0.29', port: 5070, weight: 25, lease: a.leaseId}],
+    )
     assert.equal(JSON.parse((await handle.client.get(`${prefix}ast9`).string())!).ip, '10.77.0.29')
 
     // The keep-alive holds it well past 2 × TTL.
@@ -55,7 +73,10 @@ describe('registrations with leases', () => {
     a.abandon()
     const t0 = Date.now()
     assert.equal((await listRegistrations(handle, prefix)).length, 1, 'still there right after the crash')
-    await eventually(async () => (await listRegistrations(handle, prefix)).length === 0, {timeoutMs: 6000, what: 'the key to expire'})
+    await eventually(async () => (await listRegistrations(handle, prefix)).length === 0, {
+      timeoutMs: 6000,
+      what: 'the key to expire',
+    })
     const took = Date.now() - t0
     assert.ok(took >= 1000, `expired after ${took} ms: by the lease, not at once`)
   })
@@ -63,7 +84,13 @@ describe('registrations with leases', () => {
   test('etcd down longer than 2 × TTL, then back with its data: a new lease and the key again', async () => {
     const prefix = '/t3/asterisk/'
     const events: AnnounceEvent[] = []
-    const a = announce(handle, {prefix, name: 'ast7', ip: '10.77.0.27', ttlSeconds: 2, onEvent: (e) => events.push(e)})
+    const a = announce(handle, {
+      prefix,
+      name: 'ast7',
+      ip: '10.77.0.27',
+      ttlSeconds: 2,
+      onEvent: (e) => events.push(e),
+    })
     try {
       await a.whenRegistered(5000)
       const firstLease = a.leaseId
@@ -72,7 +99,10 @@ describe('registrations with leases', () => {
       await sleep(5000)
       assert.equal(a.registered, false, 'the registration knows its lease is lost')
       await cluster.start(member)
-      await eventually(() => a.registered && a.leaseId !== firstLease, {timeoutMs: 15_000, what: 're-registration'})
+      await eventually(() => a.registered && a.leaseId !== firstLease, {
+        timeoutMs: 15_000,
+        what: 're-registration',
+      })
       const regs = await listRegistrations(handle, prefix)
       assert.equal(regs.length, 1)
       assert.equal(regs[0]!.lease, a.leaseId)
@@ -90,14 +120,26 @@ describe('registrations with leases', () => {
   test('etcd restarted with its data wiped (a rediscovery): registered again', async () => {
     const prefix = '/t4/asterisk/'
     const events: AnnounceEvent[] = []
-    const a = announce(handle, {prefix, name: 'ast6', ip: '10.77.0.26', ttlSeconds: 2, onEvent: (e) => events.push(e)})
+    const a = announce(handle, {
+      prefix,
+      name: 'ast6',
+      ip: '10.77.0.26',
+      ttlSeconds: 2,
+      onEvent: (e) => events.push(e),
+    })
     try {
       await a.whenRegistered(5000)
       const member = cluster.members[0]!
       await cluster.stop(member, 'SIGKILL')
       await cluster.start(member, {wipe: true})
-      await eventually(async () => (await listRegistrations(handle, prefix).catch(() => [])).length === 1, {timeoutMs: 15_000, what: 're-registration in the new cluster'})
-      assert.ok(events.some((e) => e.type === 'lease-lost'), events.map((e) => e.message).join('\n'))
+      await eventually(async () => (await listRegistrations(handle, prefix).catch(() => [])).length === 1, {
+        timeoutMs: 15_000,
+        what: 're-registration in the new cluster',
+      })
+      assert.ok(
+        events.some((e) => e.type === 'lease-lost'),
+        events.map((e) => e.message).join('\n'),
+      )
     } finally {
       await a.stop()
     }
@@ -107,8 +149,14 @@ describe('registrations with leases', () => {
   test('bad names, addresses and TTLs are refused before anything is written', () => {
     assert.throws(() => announce(handle, {prefix: '/x/', name: 'AST 1', ip: '10.0.0.1'}), UserError)
     assert.throws(() => announce(handle, {prefix: '/x/', name: 'ast1', ip: '10.0.0.1; rm -rf /'}), UserError)
-    assert.throws(() => announce(handle, {prefix: '/x/', name: 'ast1', ip: '10.0.0.1', weight: 101}), UserError)
-    assert.throws(() => announce(handle, {prefix: '/x/', name: 'ast1', ip: '10.0.0.1', ttlSeconds: 0}), UserError)
+    assert.throws(
+      () => announce(handle, {prefix: '/x/', name: 'ast1', ip: '10.0.0.1', weight: 101}),
+      UserError,
+    )
+    assert.throws(
+      () => announce(handle, {prefix: '/x/', name: 'ast1', ip: '10.0.0.1', ttlSeconds: 0}),
+      UserError,
+    )
   })
 
   test('listRegistrations: defaults, hand-written keys without lease, broken values reported', async () => {
@@ -164,12 +212,16 @@ describe('watchRegistrations', () => {
 
       // A maintenance mark shows up with the registrations
       await setMark(handle, maintenance, {node: 'ast1', state: 'drained'})
-      await eventually(() => latest()?.marks.some((m) => m.node === 'ast1' && m.state === 'drained'), {what: 'the mark'})
+      await eventually(() => latest()?.marks.some((m) => m.node === 'ast1' && m.state === 'drained'), {
+        what: 'the mark',
+      })
       assert.deepEqual(names(), ['ast1'])
 
       // A broken value is reported, not fatal
       await handle.client.put(`${asterisk}ast2`).value('nope')
-      await eventually(() => latest()?.registrations.invalid.some((i) => i.name === 'ast2'), {what: 'the broken value'})
+      await eventually(() => latest()?.registrations.invalid.some((i) => i.name === 'ast2'), {
+        what: 'the broken value',
+      })
 
       // A clean stop removes the box
       await a.stop()
@@ -180,21 +232,45 @@ describe('watchRegistrations', () => {
       await cluster.stop(member, 'SIGKILL')
       await sleep(500)
       await cluster.start(member)
-      await eventually(async () => (await handle.client.put(`${asterisk}ast3`).value(JSON.stringify({ip: '10.0.0.3'})).then(() => true)), {timeoutMs: 10_000})
+      await eventually(
+        async () =>
+          await handle.client
+            .put(`${asterisk}ast3`)
+            .value(JSON.stringify({ip: '10.0.0.3'}))
+            .then(() => true),
+        {timeoutMs: 10_000},
+      )
       await eventually(() => names().includes('ast3'), {timeoutMs: 10_000, what: 'ast3 after the restart'})
 
       // etcd restarted with its data wiped: revisions start over, the watch still follows
       await cluster.stop(member, 'SIGKILL')
       await cluster.start(member, {wipe: true})
-      await eventually(() => names().length === 0 && latest()?.marks.length === 0, {timeoutMs: 10_000, what: 'the empty state of the new cluster'})
-      await eventually(async () => (await handle.client.put(`${asterisk}ast4`).value(JSON.stringify({ip: '10.0.0.4'})).then(() => true)), {timeoutMs: 10_000})
+      await eventually(() => names().length === 0 && latest()?.marks.length === 0, {
+        timeoutMs: 10_000,
+        what: 'the empty state of the new cluster',
+      })
+      await eventually(
+        async () =>
+          await handle.client
+            .put(`${asterisk}ast4`)
+            .value(JSON.stringify({ip: '10.0.0.4'}))
+            .then(() => true),
+        {timeoutMs: 10_000},
+      )
       await eventually(() => names().includes('ast4'), {timeoutMs: 10_000, what: 'ast4 in the new cluster'})
 
-      assert.ok(events.some((e) => e.type === 'disconnected'), events.map((e) => e.message).join('\n'))
-      assert.ok(events.filter((e) => e.type === 'connected').length >= 2, events.map((e) => e.message).join('\n'))
+      assert.ok(
+        events.some((e) => e.type === 'disconnected'),
+        events.map((e) => e.message).join('\n'),
+      )
+      assert.ok(
+        events.filter((e) => e.type === 'connected').length >= 2,
+        events.map((e) => e.message).join('\n'),
+      )
 
       // No two snapshots in a row are the same: unchanged re-reads are not handed over
-      const state = (s: RegistrationSnapshot) => JSON.stringify([[...s.registrations], s.registrations.invalid, [...s.marks], s.marks.invalid])
+      const state = (s: RegistrationSnapshot) =>
+        JSON.stringify([[...s.registrations], s.registrations.invalid, [...s.marks], s.marks.invalid])
       for (let i = 1; i < seen.length; i++) assert.notEqual(state(seen[i]!.snap), state(seen[i - 1]!.snap))
     } finally {
       await watch.stop()

@@ -42,13 +42,19 @@ describe('etcd through a tunnel (etcd.via: ssh)', () => {
     assert.deepEqual(handle.endpoints, ['http://etcd-a.invalid:2379'])
     await handle.call('writing', (c) => c.put('/tunnel/k').value('through ssh').exec())
     assert.equal(await handle.call('reading', (c) => c.get('/tunnel/k').string()), 'through ssh')
-    assert.ok(calls.some(([h, p]) => h === 'etcd-a.invalid' && p === 2379), JSON.stringify(calls))
+    assert.ok(
+      calls.some(([h, p]) => h === 'etcd-a.invalid' && p === 2379),
+      JSON.stringify(calls),
+    )
 
     // Health asks each member at its own client URL: also through the tunnel.
     const h = await etcdClusterHealth(handle)
     assert.equal(h.healthyCount, 1)
     const member = cluster.members[0]!
-    assert.ok(calls.some(([host, port]) => host === '127.0.0.1' && port === member.clientPort), JSON.stringify(calls))
+    assert.ok(
+      calls.some(([host, port]) => host === '127.0.0.1' && port === member.clientPort),
+      JSON.stringify(calls),
+    )
 
     // The forwarders listen on 127.0.0.1; after close() nothing listens there any more.
     assert.match(handle.localEndpoints[0] ?? '', /^http:\/\/127\.0\.0\.1:\d+$/)
@@ -68,17 +74,29 @@ describe('etcd through a tunnel (etcd.via: ssh)', () => {
   })
 
   test('a failing tunnel: EtcdUnreachableError that says "via ssh" and carries the tunnel error', async () => {
-    const config = cluster.config({endpoints: ['http://etcd-a.invalid:2379'], timeout: '1500ms', extraEtcdYaml: 'via: ssh'})
-    const handle = await openEtcd(config, {tunnel: async () => Promise.reject(new Error('ssh ast1: channel open failure: administratively prohibited'))})
+    const config = cluster.config({
+      endpoints: ['http://etcd-a.invalid:2379'],
+      timeout: '1500ms',
+      extraEtcdYaml: 'via: ssh',
+    })
+    const handle = await openEtcd(config, {
+      tunnel: async () =>
+        Promise.reject(new Error('ssh ast1: channel open failure: administratively prohibited')),
+    })
     try {
-      const err = await handle.call('reading', (c) => c.get('/x').string()).then(
-        () => assert.fail('expected an error'),
-        (e: unknown) => e,
-      )
+      const err = await handle
+        .call('reading', (c) => c.get('/x').string())
+        .then(
+          () => assert.fail('expected an error'),
+          (e: unknown) => e,
+        )
       assert.ok(err instanceof EtcdUnreachableError, String(err))
       assert.match(err.message, /^etcd unreachable at http:\/\/etcd-a\.invalid:2379 \(via ssh\): /)
       assert.match(err.message, /SSH tunnel to http:\/\/etcd-a\.invalid:2379: ssh ast1: channel open failure/)
-      assert.ok(!err.suggestions.some((s) => s.includes('set etcd.via: ssh')), 'no advice to do what is already done')
+      assert.ok(
+        !err.suggestions.some((s) => s.includes('set etcd.via: ssh')),
+        'no advice to do what is already done',
+      )
     } finally {
       await handle.close()
     }

@@ -21,7 +21,8 @@ const fixtures = path.join(repo, 'test/fixtures/config')
 const tmp = mkdtempSync(path.join(tmpdir(), 'hactl-config-test-'))
 after(() => rmSync(tmp, {recursive: true, force: true}))
 
-const NODES = 'nodes:\n  ast1: {host: 10.0.0.21, roles: [asterisk, etcd]}\n  kam1: {host: 10.0.0.11, roles: [kamailio]}\n'
+const NODES =
+  'nodes:\n  ast1: {host: 10.0.0.21, roles: [asterisk, etcd]}\n  kam1: {host: 10.0.0.11, roles: [kamailio]}\n'
 const MINIMAL = `cluster: t\n${NODES}`
 
 /** The ConfigError parseConfig throws for `text`; fails the test when it parses. */
@@ -37,8 +38,13 @@ function errorOf(text: string, file = 'hactl.yaml'): ConfigError {
 
 describe('the corpus of broken configs (test/fixtures/config/bad)', () => {
   const dir = path.join(fixtures, 'bad')
-  const expected = JSON.parse(readFileSync(path.join(dir, 'expected.json'), 'utf8')) as Record<string, {message: string; hint?: string}>
-  const files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()
+  const expected = JSON.parse(readFileSync(path.join(dir, 'expected.json'), 'utf8')) as Record<
+    string,
+    {message: string; hint?: string}
+  >
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()
 
   test('has at least 30 cases, each with its expected message, and no stale expectations', () => {
     assert.ok(files.length >= 30, `only ${files.length} broken configs`)
@@ -53,19 +59,29 @@ describe('the corpus of broken configs (test/fixtures/config/bad)', () => {
       const err = errorOf(text, file)
       // Then the message names file:line:col and says what is wrong, with the expected hint
       const want = expected[file]!
-      assert.match(want.message, new RegExp(`^${file.replace(/\./g, '\\.')}:\\d+:\\d+: `), 'expected.json must give file:line:col')
+      assert.match(
+        want.message,
+        new RegExp(`^${file.replace(/\./g, '\\.')}:\\d+:\\d+: `),
+        'expected.json must give file:line:col',
+      )
       assert.equal(err.message, want.message)
       assert.equal(err.exitCode, ExitCode.usage)
       assert.equal(err.position?.file, file)
       assert.ok(!err.message.includes('\n'), 'one line')
-      if (want.hint) assert.ok(err.suggestions.some((s) => s.includes(want.hint!)), `hint ${JSON.stringify(want.hint)} in ${JSON.stringify(err.suggestions)}`)
+      if (want.hint)
+        assert.ok(
+          err.suggestions.some((s) => s.includes(want.hint!)),
+          `hint ${JSON.stringify(want.hint)} in ${JSON.stringify(err.suggestions)}`,
+        )
     })
   }
 })
 
 describe('good configs (test/fixtures/config/good)', () => {
   const dir = path.join(fixtures, 'good')
-  const files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()
 
   test('there are good configs', () => assert.ok(files.length >= 5))
 
@@ -99,8 +115,21 @@ describe('good configs (test/fixtures/config/good)', () => {
     assert.equal(c.etcd.timeout, 750)
     assert.equal(c.asterisk.drainTimeout, 3_600_000)
     const byName = Object.fromEntries(c.nodes.map((n) => [n.name, n]))
-    assert.deepEqual(byName['ast-1'], {name: 'ast-1', host: '2001:db8::21', port: 2222, user: 'core', roles: ['asterisk'], weight: 25})
-    assert.deepEqual(byName['ast-2'], {name: 'ast-2', host: '[2001:db8::22]', port: 22, user: 'root', roles: ['asterisk', 'homer']})
+    assert.deepEqual(byName['ast-1'], {
+      name: 'ast-1',
+      host: '2001:db8::21',
+      port: 2222,
+      user: 'core',
+      roles: ['asterisk'],
+      weight: 25,
+    })
+    assert.deepEqual(byName['ast-2'], {
+      name: 'ast-2',
+      host: '[2001:db8::22]',
+      port: 22,
+      user: 'root',
+      roles: ['asterisk', 'homer'],
+    })
     assert.deepEqual(byName['ast-3']!.roles, ['asterisk'])
     assert.equal(c.etcd.auth?.password, 's3cret: with colon')
     assert.deepEqual(etcdEndpoints(c), ['https://etcd1.example.net:2379', 'https://etcd2.example.net:2379'])
@@ -134,7 +163,11 @@ describe('docs/config.md', () => {
   test('the full example is test/fixtures/config/good/full.yaml, and it parses', () => {
     const block = /## Full example\n[\s\S]*?```yaml\n([\s\S]*?)```/.exec(docs)
     assert.ok(block, 'docs/config.md has a "## Full example" with a yaml block')
-    assert.equal(block[1], readFileSync(path.join(fixtures, 'good/full.yaml'), 'utf8'), 'copy the example to good/full.yaml')
+    assert.equal(
+      block[1],
+      readFileSync(path.join(fixtures, 'good/full.yaml'), 'utf8'),
+      'copy the example to good/full.yaml',
+    )
     const c = parseConfig(block[1]!, 'docs/config.md')
     assert.equal(c.nodes.length, 6)
   })
@@ -165,11 +198,18 @@ describe('YAML-level problems made on the fly', () => {
   })
 
   test('a binary file is named as such, with the position of the NUL byte', () => {
-    assert.equal(errorOf('cluster: t\nno\0des: 1\n', 'b.yaml').message, 'b.yaml:2:3: this is a binary file, not YAML')
+    assert.equal(
+      errorOf('cluster: t\nno\0des: 1\n', 'b.yaml').message,
+      'b.yaml:2:3: this is a binary file, not YAML',
+    )
   })
 
   test('invalid UTF-8 (read as U+FFFD) is refused with its position', () => {
-    const text = Buffer.concat([Buffer.from('cluster: caf'), Buffer.from([0xe9]), Buffer.from(`\n${NODES}`)]).toString('utf8')
+    const text = Buffer.concat([
+      Buffer.from('cluster: caf'),
+      Buffer.from([0xe9]),
+      Buffer.from(`\n${NODES}`),
+    ]).toString('utf8')
     assert.equal(errorOf(text, 'u.yaml').message, 'u.yaml:1:13: the file is not valid UTF-8')
   })
 
@@ -180,18 +220,26 @@ describe('YAML-level problems made on the fly', () => {
   })
 
   test('positions count from the BOM-less text and stay right with CRLF', () => {
-    const err = errorOf('\uFEFFcluster: t\r\nssh:\r\n  port: "22"\r\n' + NODES.replace(/\n/g, '\r\n'), 'crlf.yaml')
+    const err = errorOf(
+      '\uFEFFcluster: t\r\nssh:\r\n  port: "22"\r\n' + NODES.replace(/\n/g, '\r\n'),
+      'crlf.yaml',
+    )
     assert.match(err.message, /^crlf\.yaml:3:9: ssh\.port: expected a number/)
   })
 
   test('the first problem in the file is reported, whatever order zod finds them in', () => {
-    const err = errorOf('cluster: t\nnodes:\n  ast1: {host: 10.0.0.21, roles: [asterix]}\nssh:\n  port: nope\n')
+    const err = errorOf(
+      'cluster: t\nnodes:\n  ast1: {host: 10.0.0.21, roles: [asterix]}\nssh:\n  port: nope\n',
+    )
     assert.match(err.message, /^hactl\.yaml:3:35: nodes\.ast1\.roles\[0\]: "asterix" is not a role/)
   })
 
   test('several unknown keys: the first one in the file is named, and the others counted', () => {
     const err = errorOf(`cluster: t\nzzz: 1\naaa: 2\n${NODES}`)
-    assert.match(err.message, /^hactl\.yaml:2:1: unknown key "zzz" at the top level \(and 1 more\); allowed: cluster, ssh, etcd, asterisk, kamailio, concurrency, nodes$/)
+    assert.match(
+      err.message,
+      /^hactl\.yaml:2:1: unknown key "zzz" at the top level \(and 1 more\); allowed: cluster, ssh, etcd, asterisk, kamailio, concurrency, nodes$/,
+    )
   })
 
   test('a misspelt key is reported as unknown, not as the key it was meant to be missing', () => {
@@ -201,14 +249,29 @@ describe('YAML-level problems made on the fly', () => {
   })
 
   test('wipe paths with a trailing slash are sub-paths; empty segments are not', () => {
-    assert.deepEqual(parseConfig(`cluster: t\netcd:\n  wipe: [member/, a/b]\n${NODES}`, 'w.yaml').etcd.wipe, ['member/', 'a/b'])
-    assert.match(errorOf(`cluster: t\netcd:\n  wipe: [a//b]\n${NODES}`).message, /etcd\.wipe entry "a\/\/b" has an empty or "\." segment/)
+    assert.deepEqual(parseConfig(`cluster: t\netcd:\n  wipe: [member/, a/b]\n${NODES}`, 'w.yaml').etcd.wipe, [
+      'member/',
+      'a/b',
+    ])
+    assert.match(
+      errorOf(`cluster: t\netcd:\n  wipe: [a//b]\n${NODES}`).message,
+      /etcd\.wipe entry "a\/\/b" has an empty or "\." segment/,
+    )
     assert.match(errorOf(`cluster: t\netcd:\n  wipe: ["~/x"]\n${NODES}`).message, /starts with ~/)
   })
 
   test('duplicate host detection ignores case and uses the resolved port', () => {
-    assert.doesNotThrow(() => parseConfig('cluster: t\nnodes:\n  a: {host: h, roles: [etcd]}\n  b: {host: h, port: 2222, roles: [etcd]}\n', 'p.yaml'))
-    assert.match(errorOf('cluster: t\nnodes:\n  a: {host: H, roles: [etcd]}\n  b: {host: h, port: 22, roles: [etcd]}\n').message, /nodes a and b have the same host h and port 22/)
+    assert.doesNotThrow(() =>
+      parseConfig(
+        'cluster: t\nnodes:\n  a: {host: h, roles: [etcd]}\n  b: {host: h, port: 2222, roles: [etcd]}\n',
+        'p.yaml',
+      ),
+    )
+    assert.match(
+      errorOf('cluster: t\nnodes:\n  a: {host: H, roles: [etcd]}\n  b: {host: h, port: 22, roles: [etcd]}\n')
+        .message,
+      /nodes a and b have the same host h and port 22/,
+    )
   })
 
   test('an error never carries a stack-like multi-line message', () => {
@@ -228,8 +291,12 @@ describe('config lookup: --config, HACTL_CONFIG, ./hactl.yaml, ~/.config/hactl/c
 
   test('the candidates, in order', () => {
     assert.deepEqual(configCandidates({cwd, home, env: {}}), [path.join(cwd, 'hactl.yaml'), homeFile])
-    assert.deepEqual(configCandidates({cwd, home, env: {HACTL_CONFIG: '~/x.yaml'}}), [path.join(home, 'x.yaml')])
-    assert.deepEqual(configCandidates({cwd, home, env: {HACTL_CONFIG: 'env.yaml'}, flag: 'rel/flag.yaml'}), [path.join(cwd, 'rel/flag.yaml')])
+    assert.deepEqual(configCandidates({cwd, home, env: {HACTL_CONFIG: '~/x.yaml'}}), [
+      path.join(home, 'x.yaml'),
+    ])
+    assert.deepEqual(configCandidates({cwd, home, env: {HACTL_CONFIG: 'env.yaml'}, flag: 'rel/flag.yaml'}), [
+      path.join(cwd, 'rel/flag.yaml'),
+    ])
   })
 
   test('falls back to ~/.config/hactl/config.yaml, prefers ./hactl.yaml', () => {
@@ -274,7 +341,8 @@ describe('config lookup: --config, HACTL_CONFIG, ./hactl.yaml, ~/.config/hactl/c
       () => findConfigFile({cwd, home: empty, env: {}}),
       (e: unknown) =>
         e instanceof ConfigError &&
-        e.message === `no hactl.yaml found (looked in ${path.join(cwd, 'hactl.yaml')}, ${path.join(empty, '.config/hactl/config.yaml')})` &&
+        e.message ===
+          `no hactl.yaml found (looked in ${path.join(cwd, 'hactl.yaml')}, ${path.join(empty, '.config/hactl/config.yaml')})` &&
         e.suggestions.some((s) => s.includes('hactl inventory import')),
     )
   })
@@ -282,15 +350,24 @@ describe('config lookup: --config, HACTL_CONFIG, ./hactl.yaml, ~/.config/hactl/c
   test('errors in a loaded file name it relative to the working directory', () => {
     mkdirSync(path.join(cwd, 'conf'), {recursive: true})
     writeFileSync(path.join(cwd, 'conf/bad.yaml'), 'cluster: t\nnodes: []\n')
-    assert.throws(() => loadConfig({cwd, home, env: {}, flag: 'conf/bad.yaml'}), /^ConfigError: conf\/bad\.yaml:2:8: nodes: expected a mapping, got a list$/)
+    assert.throws(
+      () => loadConfig({cwd, home, env: {}, flag: 'conf/bad.yaml'}),
+      /^ConfigError: conf\/bad\.yaml:2:8: nodes: expected a mapping, got a list$/,
+    )
   })
 
   test('a directory, or an unreadable file, is a clear error', () => {
-    assert.throws(() => loadConfig({cwd, home, env: {}, flag: cwd}), (e: unknown) => e instanceof ConfigError && e.message === `${cwd} is a directory, not a config file`)
+    assert.throws(
+      () => loadConfig({cwd, home, env: {}, flag: cwd}),
+      (e: unknown) => e instanceof ConfigError && e.message === `${cwd} is a directory, not a config file`,
+    )
     if (process.getuid?.() !== 0) {
       const f = path.join(tmp, 'secret.yaml')
       writeFileSync(f, MINIMAL, {mode: 0o000})
-      assert.throws(() => loadConfig({cwd, home, env: {}, flag: f}), /cannot read .*secret\.yaml: permission denied/)
+      assert.throws(
+        () => loadConfig({cwd, home, env: {}, flag: f}),
+        /cannot read .*secret\.yaml: permission denied/,
+      )
     }
   })
 })
@@ -348,7 +425,10 @@ describe('warnings (config validate)', () => {
       'etcd.via is ssh but no node has the etcd role',
       'ssh.identityFiles: ~/.ssh/missing does not exist on this machine',
     ]) {
-      assert.ok(w.some((x) => x.includes(part)), `warning "${part}" in:\n${w.join('\n')}`)
+      assert.ok(
+        w.some((x) => x.includes(part)),
+        `warning "${part}" in:\n${w.join('\n')}`,
+      )
     }
   })
 

@@ -89,17 +89,32 @@ describe('local history', () => {
   })
 
   test('an unwritable state dir is reported, not thrown', async () => {
-    const res = await appendHistory(entry(1), {stateDir: '/proc/hactl-cannot-be-here'})
-    assert.ok(res.fileError)
+    // Given a state dir path that runs through a regular file
+    const file = path.join(dir, 'a-file')
+    appendFileSync(file, 'x')
+    const res = await appendHistory(entry(1), {stateDir: path.join(file, 'hactl')})
+    assert.match(res.fileError ?? '', /ENOTDIR|EEXIST/)
   })
 
   test('start/finish fill in who, when, outcome and duration', () => {
     const at = new Date('2025-03-01T10:00:00Z')
-    const e = startHistoryEntry({cluster: 'lab', argv: ['node', 'drain', 'ast3'], plan: ['disable ast3 on kam1'], at})
+    const e = startHistoryEntry({
+      cluster: 'lab',
+      argv: ['node', 'drain', 'ast3'],
+      plan: ['disable ast3 on kam1'],
+      at,
+    })
     assert.match(e.id, /^\d{15}-[0-9a-f]{8}$/)
     assert.equal(e.when, at.toISOString())
     assert.ok(e.who.length > 0 && e.host.length > 0)
-    const done = finishHistoryEntry(e, {exitCode: 3, results: [{node: 'kam1', ok: true, detail: 'disabled'}, {node: 'kam2', ok: false, detail: 'unreachable'}], now: new Date(at.getTime() + 65_000)})
+    const done = finishHistoryEntry(e, {
+      exitCode: 3,
+      results: [
+        {node: 'kam1', ok: true, detail: 'disabled'},
+        {node: 'kam2', ok: false, detail: 'unreachable'},
+      ],
+      now: new Date(at.getTime() + 65_000),
+    })
     assert.equal(done.ok, false)
     assert.equal(done.exitCode, 3)
     assert.equal(done.durationMs, 65_000)
@@ -108,7 +123,10 @@ describe('local history', () => {
     assert.equal(row.result, 'partial (1/2 ok, exit 3)')
     assert.equal(row.duration, '1m5s')
     assert.match(row.who, /@/)
-    assert.equal(historyRow({...done, argv: ['node', 'drain', 'ast3', '--reason', "it's broken"]}).command, `hactl node drain ast3 --reason 'it'\\''s broken'`)
+    assert.equal(
+      historyRow({...done, argv: ['node', 'drain', 'ast3', '--reason', "it's broken"]}).command,
+      `hactl node drain ast3 --reason 'it'\\''s broken'`,
+    )
   })
 
   test('IDs sort by time', () => {

@@ -68,7 +68,10 @@ describe('known_hosts', () => {
   test('hashed entries written by ssh-keygen -H', () => {
     // Given a plain file hashed in place by ssh-keygen.
     const file = path.join(tmp.dir, 'hashed_known_hosts')
-    writeFileSync(file, `ast1.example.com ${ed.type} ${ed.blob}\n[10.0.0.5]:2222 ${ecdsa.type} ${ecdsa.blob}\n`)
+    writeFileSync(
+      file,
+      `ast1.example.com ${ed.type} ${ed.blob}\n[10.0.0.5]:2222 ${ecdsa.type} ${ecdsa.blob}\n`,
+    )
     execFileSync('ssh-keygen', ['-H', '-f', file], {stdio: 'ignore'})
     const text = readFileSync(file, 'utf8')
     assert.match(text, /^\|1\|/m)
@@ -103,7 +106,11 @@ describe('known_hosts', () => {
   })
 
   test('@revoked keys are refused even when another line trusts them', () => {
-    const text = [`ast1 ${ed.type} ${ed.blob}`, `@revoked * ${ed.type} ${ed.blob}`, `ast1 ${ecdsa.type} ${ecdsa.blob}`].join('\n')
+    const text = [
+      `ast1 ${ed.type} ${ed.blob}`,
+      `@revoked * ${ed.type} ${ed.blob}`,
+      `ast1 ${ecdsa.type} ${ecdsa.blob}`,
+    ].join('\n')
     const entries = parseKnownHosts(text, 'kh')
     const verdict = checkHostKey(entries, 'ast1', blob(ed))
     assert.equal(verdict.status, 'revoked')
@@ -149,7 +156,10 @@ describe('known_hosts', () => {
     const first = await appendKnownHost(file, '[127.0.0.1]:22221', blob(ed))
     assert.equal(first.line, 1)
     // Parallel appends from several connections must not interleave.
-    const more = await Promise.all([appendKnownHost(file, 'ast1', blob(ecdsa)), appendKnownHost(file, 'ast2', blob(rsa))])
+    const more = await Promise.all([
+      appendKnownHost(file, 'ast1', blob(ecdsa)),
+      appendKnownHost(file, 'ast2', blob(rsa)),
+    ])
     assert.deepEqual(more.map((e) => e.line).sort(), [2, 3])
     const entries = await readKnownHosts(file)
     assert.equal(entries.length, 3)

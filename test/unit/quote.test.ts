@@ -6,13 +6,50 @@ import fc from 'fast-check'
 import {becomeCommand, raw, sh, shellQuote} from '../../src/lib/ssh/quote.js'
 
 /** Strings a shell argument can hold: anything but NUL, with shell syntax well represented. */
-const nastyString = fc.string({
-  unit: fc.oneof(
-    {weight: 3, arbitrary: fc.string({unit: 'binary', minLength: 1, maxLength: 1})},
-    {weight: 2, arbitrary: fc.constantFrom("'", '"', '\\', '$', '`', '$(', ')', '${', '}', '\n', '\r', '\t', ' ', '*', '?', '[', '~', '=', '!', '#', ';', '&', '|', '<', '>', '%', '-', "'\\''", '\u00e9', '\u{1F600}', '\u00a0')},
-  ),
-  maxLength: 40,
-}).filter((s) => !s.includes('\0'))
+const nastyString = fc
+  .string({
+    unit: fc.oneof(
+      {weight: 3, arbitrary: fc.string({unit: 'binary', minLength: 1, maxLength: 1})},
+      {
+        weight: 2,
+        arbitrary: fc.constantFrom(
+          "'",
+          '"',
+          '\\',
+          '$',
+          '`',
+          '$(',
+          ')',
+          '${',
+          '}',
+          '\n',
+          '\r',
+          '\t',
+          ' ',
+          '*',
+          '?',
+          '[',
+          '~',
+          '=',
+          '!',
+          '#',
+          ';',
+          '&',
+          '|',
+          '<',
+          '>',
+          '%',
+          '-',
+          "'\\''",
+          '\u00e9',
+          '\u{1F600}',
+          '\u00a0',
+        ),
+      },
+    ),
+    maxLength: 40,
+  })
+  .filter((s) => !s.includes('\0'))
 
 describe('shellQuote', () => {
   test('leaves plain words bare so logged commands stay readable', () => {
@@ -88,7 +125,10 @@ describe('sh template', () => {
 
 describe('becomeCommand', () => {
   test('wraps in sudo -n sh -c for a non-root user', () => {
-    assert.equal(becomeCommand("systemctl stop 'etcd2'", 'core', true), `sudo -n sh -c 'systemctl stop '\\''etcd2'\\'''`)
+    assert.equal(
+      becomeCommand("systemctl stop 'etcd2'", 'core', true),
+      `sudo -n sh -c 'systemctl stop '\\''etcd2'\\'''`,
+    )
   })
 
   test('leaves the command alone for root or without become', () => {

@@ -11,9 +11,11 @@ import type {UsedUrl} from '../../src/lib/etcd/discovery-service.js'
 import {
   buildPreflightScript,
   hostFactsFrom,
-  issueReboot,
+  interpretPrepare,
   parsePathsSection,
+  parsePrepareOutput,
   planRediscover,
+  prepareHostCommand,
   planSettings,
   rediscoverCluster,
   RediscoverIncompleteError,
@@ -63,8 +65,24 @@ ${extra}nodes:
 }
 
 function runSh(script: string, opts: {stdin?: string; env?: NodeJS.ProcessEnv} = {}): {code: number | null; stdout: string; stderr: string} {
-  const r = spawnSync('/bin/sh', ['-c', script], {input: opts.stdin ?? '', env: {...process.env, ...opts.env}, encoding: 'utf8'})
+  const r = spawnSync('/bin/sh', ['-c', script], {input: opts.stdin ?? '', env: {...process.env, ...opts.env}, encoding: 'utf8', timeout: 10_000, killSignal: 'SIGKILL'})
   return {code: r.status, stdout: r.stdout, stderr: r.stderr}
+}
+
+/** Like runSh, but the event loop keeps running (so a child of this process that dies is reaped). */
+function runShAsync(script: string, opts: {env?: NodeJS.ProcessEnv} = {}): Promise<{code: number | null; stdout: string; stderr: string}> {
+  return new Promise((resolve) => {
+    const p = spawn('/bin/sh', ['-c', script], {env: {...process.env, ...opts.env}, stdio: ['ignore', 'pipe', 'pipe']})
+    let stdout = ''
+    let stderr = ''
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const t = setTimeout(() => p.kill('SIGKILL'), 15_000)
+    p.on('close', (code) => {
+      clearTimeout(t)
+      resolve({code, stdout, stderr})
+    })
+  })
 }
 
 function facts(over: Partial<RediscoverFacts> = {}, hosts?: Array<Partial<HostFacts>>): RediscoverFacts {
@@ -211,7 +229,7 @@ describe('rediscover: the plan', () => {
       'discovery now: http://10.77.0.2:2379/v2/keys/discovery/oldtoken',
       'new token from: discovery service http://127.0.0.1:1 (GET /new?size=N)',
       '/home/op/.local/state/hactl/backups/lab-<time>.{db,keys.json}',
-      'stop etcd2 (killed: its data is removed next), remove /r/var/lib/etcd/member, write the new URL into /r/user_data (cloud-config), reboot',
+      'one SSH session each: stop etcd2 (killed: its data is removed next), remove /r/var/lib/etcd/member, write the new URL into /r/user_data (cloud-config), reboot',
       'new boot id and etcd2 active (up to 10m)',
       '3 healthy members with a leader (up to 5m)',
       'put back the saved keys',
@@ -293,7 +311,7 @@ describe('rediscover: the plan', () => {
       lock: {held: true, note: ''},
       warnings: [],
       durationMs: 6400,
-      phases: [{phase: 'stop', durationMs: 120}],
+      phases: [{phase: 'prepare', durationMs: 120}],
     })
     for (const want of [
       'Rediscovered etcd for cluster lab in 6.4s',
@@ -373,14 +391,13 @@ esac
     try {
       // When
       const t0 = Date.now()
-      const r = runSh(stopEtcdCommand('etcd2'), {env: {PATH: `${bin}:${process.env.PATH}`}})
+      const r = await runShAsync(stopEtcdCommand('etcd2'), {env: {PATH: `${bin}:${process.env.PATH}`}})
       // Then: killed at once (a graceful stop would hang here), the stop queued before the kill.
       assert.equal(r.code, 0, r.stderr)
       assert.equal(await exited, 'SIGKILL')
       assert.ok(Date.now() - t0 < 3000)
       const calls = readFileSync(log, 'utf8').trim().split('\n')
-      assert.deepEqual(calls.slice(0, 3), ['show -p MainPID etcd2', 'stop --no-block etcd2', 'kill -s KILL etcd2'])
-      assert.ok(calls.includes('stop etcd2'))
+      assert.deepEqual(calls, ['show -p MainPID etcd2', 'stop --no-block etcd2', 'kill -s KILL etcd2'])
     } finally {
       try {
         process.kill(etcd.pid!, 'SIGKILL')
@@ -390,9 +407,66 @@ esac
     }
   })
 
-  test('the wait probe prints the boot id first', () => {
-    const out = runSh(waitProbeCommand('etcd2'), {env: {PATH: '/nonexistent:/usr/bin:/bin'}}).stdout.split('\n')
-    assert.equal(out[0], readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim())
+  test('prepare: stop, wipe, write and reboot in one session; a refused wipe stops before the write', () => {
+    // Given: a host tree with etcd data, a cloud-config, and a systemctl whose unit is already stopped.
+    const host = path.join(root, 'host')
+    mkdirSync(path.join(host, 'var/lib/etcd/member/wal'), {recursive: true})
+    writeFileSync(path.join(host, 'var/lib/etcd/member/wal/0.wal'), 'x')
+    writeFileSync(path.join(host, 'user_data'), CLOUD_CONFIG)
+    const bin = path.join(root, 'bin2')
+    mkdirSync(bin, {recursive: true})
+    writeFileSync(path.join(bin, 'systemctl'), '#!/bin/sh\ncase "$1" in show) echo MainPID=0 ;; kill) exit 1 ;; is-active) echo inactive; exit 3 ;; esac\nexit 0\n')
+    chmodSync(path.join(bin, 'systemctl'), 0o755)
+    const reboots = path.join(root, 'reboots')
+    writeFileSync(path.join(bin, 'reboot'), `#!/bin/sh\necho reboot >> ${reboots}\n`)
+    chmodSync(path.join(bin, 'reboot'), 0o755)
+    const env = {PATH: `${bin}:${process.env.PATH}`}
+    const c = labConfig(host)
+    const v = validateRediscoverInputs(c, {restore: true})
+    const sha256 = createHash('sha256').update(CLOUD_CONFIG).digest('hex')
+    const next = CLOUD_CONFIG.replace('oldtoken', 'newtoken')
+
+    // When / Then: all three steps, in one script.
+    const ok = runSh(prepareHostCommand(c, v.wipe, {exists: true, sha256}), {stdin: next, env})
+    assert.equal(ok.code, 0, ok.stderr)
+    assert.deepEqual(parsePrepareOutput(ok.stdout), {stage: 'reboot issued', lines: [`removed ${path.join(host, 'var/lib/etcd/member')}`]})
+    assert.equal(readFileSync(reboots, 'utf8'), 'reboot\n')
+    assert.ok(!existsSync(path.join(host, 'var/lib/etcd/member')))
+    assert.equal(readFileSync(path.join(host, 'user_data'), 'utf8'), next)
+
+    // Given: member is now a symlink out of the data dir (it appeared after the preflight).
+    const outside = mkdtempSync(path.join(tmpdir(), 'hactl-rd-outside-'))
+    writeFileSync(path.join(outside, 'precious'), 'keep me')
+    symlinkSync(outside, path.join(host, 'var/lib/etcd/member'))
+    try {
+      const sha2 = createHash('sha256').update(next).digest('hex')
+      const refused = runSh(prepareHostCommand(c, v.wipe, {exists: true, sha256: sha2}), {stdin: 'should not be written', env})
+      assert.equal(refused.code, 11)
+      assert.equal(parsePrepareOutput(refused.stdout).stage, 'etcd stopped')
+      assert.match(refused.stderr, /refusing to wipe/)
+      assert.equal(readFileSync(path.join(outside, 'precious'), 'utf8'), 'keep me')
+      assert.equal(readFileSync(path.join(host, 'user_data'), 'utf8'), next)
+      assert.equal(readFileSync(reboots, 'utf8'), 'reboot\n', 'no second reboot')
+    } finally {
+      rmSync(outside, {recursive: true, force: true})
+    }
+  })
+
+  test('the wait probe: boot id first; on the old boot it stops there, on a new one it waits for the unit', () => {
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+    const bin = path.join(root, 'bin3')
+    mkdirSync(bin, {recursive: true})
+    const count = path.join(root, 'count')
+    writeFileSync(count, '')
+    // Active on the third look.
+    writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho x >> ${count}\nif [ $(wc -l < ${count}) -ge 3 ]; then echo active; else echo activating; exit 3; fi\n`)
+    chmodSync(path.join(bin, 'systemctl'), 0o755)
+    const env = {PATH: `${bin}:${process.env.PATH}`}
+    assert.deepEqual(runSh(waitProbeCommand('etcd2', boot, 5000), {env}).stdout.split('\n'), [boot, ''])
+    assert.equal(readFileSync(count, 'utf8'), '', 'no unit check on the old boot')
+    assert.deepEqual(runSh(waitProbeCommand('etcd2', 'some-old-boot', 5000), {env}).stdout.split('\n'), [boot, 'active', ''])
+    writeFileSync(count, '')
+    assert.deepEqual(runSh(waitProbeCommand('etcd2', 'some-old-boot', 100), {env}).stdout.split('\n'), [boot, 'activating', ''])
   })
 })
 
@@ -422,17 +496,18 @@ function fakePool(respond: (node: ResolvedNode, command: string, stdin?: string)
 describe('rediscover: reboot and wait (fake SSH)', () => {
   const node: ResolvedNode = {name: 'ast1', host: '10.77.0.21', port: 22, user: 'root', roles: ['etcd']}
 
-  test('issuing a reboot: a cut connection is success; a refusal is not', async () => {
-    const cut = fakePool(() => ({code: null}))
-    await issueReboot(cut as unknown as SshPool, node)
-    assert.deepEqual(cut.drops, ['ast1'])
-    const unreachable = fakePool(() => {
-      throw new UnreachableError('ast1', 'the connection was lost')
-    })
-    await issueReboot(unreachable as unknown as SshPool, node)
-    const refused = fakePool(() => ({code: 1}))
-    await assert.rejects(issueReboot(refused as unknown as SshPool, node), /reboot exited with status 1/)
-    assert.deepEqual(refused.drops, ['ast1'])
+  test('a prepare session: finished, cut by the reboot after the write, or cut before anything', () => {
+    const M = '@@hactl-step:'
+    const all = `${M}stopped\nremoved /var/lib/etcd/member\n${M}wiped\n${M}written\n${M}rebooting\n`
+    assert.deepEqual(interpretPrepare({stdout: all, stderr: '', code: 0}), {stage: 'reboot issued', removed: ['/var/lib/etcd/member']})
+    // The reboot cut the session before its exit status came: issued all the same.
+    assert.deepEqual(interpretPrepare({stdout: `${M}stopped\n${M}wiped\n${M}written\n`, stderr: '', code: null}), {stage: 'reboot issued', removed: []})
+    assert.deepEqual(interpretPrepare({stdout: '', stderr: '', code: null}), {stage: 'unknown', removed: [], error: 'the SSH session was cut before the host reported anything'})
+    const refused = interpretPrepare({stdout: `${M}stopped\n`, stderr: 'hactl: refusing to wipe /var/lib/etcd/member: it resolves to /etc\n', code: 11})
+    assert.equal(refused.stage, 'etcd stopped')
+    assert.equal(refused.error, 'removing the data paths failed: hactl: refusing to wipe /var/lib/etcd/member: it resolves to /etc')
+    assert.match(interpretPrepare({stdout: `${M}stopped\n${M}wiped\n${M}written\n`, stderr: 'Failed to reboot system: permission denied', code: 13}).error!, /^reboot failed: Failed to reboot/)
+    assert.match(interpretPrepare({stdout: `${M}stopped\n`, stderr: '', code: null}).error!, /session cut/)
   })
 
   test('waiting: old boot id, then no SSH, then back with etcd activating, then active', async () => {
@@ -442,12 +517,12 @@ describe('rediscover: reboot and wait (fake SSH)', () => {
         throw new UnreachableError('ast1', 'connection refused')
       },
       () => ({stdout: 'new-boot\nactivating\n'}),
-      () => ({stdout: 'new-boot\nactive\n'}),
+      () => ({stdout: `new-boot\nactive\n${Buffer.from('ETCD_DISCOVERY=x').toString('base64')}\n`}),
     ]
     const pool = fakePool(() => answers.shift()!())
     const states: string[] = []
-    const id = await waitForReboot(pool as unknown as SshPool, node, 'old-boot', 'etcd2', {timeoutMs: 5000, pollMs: 1, onState: (stage, detail) => states.push(`${stage}: ${detail}`)})
-    assert.equal(id, 'new-boot')
+    const back = await waitForReboot(pool as unknown as SshPool, node, 'old-boot', 'etcd2', {timeoutMs: 5000, pollMs: 1, onState: (stage, detail) => states.push(`${stage}: ${detail}`)})
+    assert.deepEqual(back, {bootId: 'new-boot'})
     assert.deepEqual(states, ['reboot issued: old system still up', 'reboot issued: waiting for SSH', 'rebooted: back (boot new-boot), etcd2 activating'])
     assert.deepEqual(pool.drops, ['ast1', 'ast1'])
   })
@@ -500,7 +575,7 @@ describe('rediscover: the whole run against fake hosts (nothing changes before t
     const pool = hosts(['ast2'])
     const events: RediscoverEvent[] = []
     await assert.rejects(
-      rediscoverCluster(config, pool as unknown as SshPool, {restore: true, yes: true, stateDir: state, onEvent: (e) => events.push(e), confirm: async () => true} as never),
+      rediscoverCluster(config, pool as unknown as SshPool, {restore: true, stateDir: state, onEvent: (e) => events.push(e), confirm: async () => true}),
       (e: unknown) => {
         assert.ok(e instanceof HactlError && !(e instanceof RediscoverIncompleteError))
         assert.equal(e.exitCode, 1)
@@ -575,18 +650,18 @@ describe('rediscover: plain progress lines (no terminal)', () => {
   test('a line per phase and host change, members joined x/N', () => {
     let out = ''
     const p = new PlainProgress({write: (s: string) => ((out += s), true)} as unknown as NodeJS.WritableStream)
-    p.onEvent({type: 'phase', phase: 'stop', state: 'start'})
-    p.onEvent({type: 'host', phase: 'stop', host: 'ast1', state: 'start'})
-    p.onEvent({type: 'host', phase: 'stop', host: 'ast1', state: 'done'})
-    p.onEvent({type: 'host', phase: 'stop', host: 'ast2', state: 'failed', detail: 'command failed'})
-    p.onEvent({type: 'phase', phase: 'stop', state: 'failed'})
+    p.onEvent({type: 'phase', phase: 'wait-ssh', state: 'start'})
+    p.onEvent({type: 'host', phase: 'wait-ssh', host: 'ast1', state: 'start'})
+    p.onEvent({type: 'host', phase: 'wait-ssh', host: 'ast1', state: 'done'})
+    p.onEvent({type: 'host', phase: 'wait-ssh', host: 'ast2', state: 'failed', detail: 'command failed'})
+    p.onEvent({type: 'phase', phase: 'wait-ssh', state: 'failed'})
     p.onEvent({type: 'members', healthy: 2, total: 3, size: 3})
     p.onEvent({type: 'members', healthy: 2, total: 3, size: 3})
     const lines = out.trim().split('\n')
-    assert.equal(lines[0], 'Stop etcd...')
-    assert.equal(lines[1], 'Stop etcd | ast1: ok')
-    assert.equal(lines[2], 'Stop etcd | ast2: FAILED: command failed')
-    assert.match(lines[3]!, /^Stop etcd: FAILED \(\d+ms\)$/)
+    assert.equal(lines[0], 'Wait for the hosts (new boot id, etcd active)...')
+    assert.equal(lines[1], 'Wait for the hosts (new boot id, etcd active) | ast1: ok')
+    assert.equal(lines[2], 'Wait for the hosts (new boot id, etcd active) | ast2: FAILED: command failed')
+    assert.match(lines[3]!, /^Wait for the hosts \(new boot id, etcd active\): FAILED \(\d+ms\)$/)
     assert.equal(lines[4], 'Wait for a healthy etcd cluster: members joined 2/3')
     assert.equal(lines.length, 5)
   })

@@ -4,7 +4,13 @@ import type {ResolvedNode} from '../../src/lib/config/load.js'
 import {UserError} from '../../src/lib/errors.js'
 import {selectNodes} from '../../src/lib/select.js'
 
-const node = (name: string, roles: ResolvedNode['roles'], host: string): ResolvedNode => ({name, host, port: 22, user: 'root', roles})
+const node = (name: string, roles: ResolvedNode['roles'], host: string): ResolvedNode => ({
+  name,
+  host,
+  port: 22,
+  user: 'root',
+  roles,
+})
 const config = {
   nodes: [
     node('kam1', ['kamailio'], '10.77.0.11'),
@@ -30,7 +36,10 @@ describe('selectNodes', () => {
 
   test('a node named like a role means the node', () => {
     const c = {nodes: [node('etcd', ['etcd'], '10.0.0.1'), node('e2', ['etcd'], '10.0.0.2')]}
-    assert.deepEqual(selectNodes(c, ['etcd']).map((n) => n.name), ['etcd'])
+    assert.deepEqual(
+      selectNodes(c, ['etcd']).map((n) => n.name),
+      ['etcd'],
+    )
   })
 
   test('unknown names are a UserError listing known nodes and roles, with a close match', () => {
@@ -40,7 +49,10 @@ describe('selectNodes', () => {
         assert.ok(e instanceof UserError)
         assert.equal(e.exitCode, 2)
         assert.match(e.message, /unknown node or role "ast4"; did you mean ast1\?/)
-        assert.match(e.suggestions.join('\n'), /known nodes: kam1, ast1, ast2, ast3; roles: asterisk, kamailio, etcd; or all/)
+        assert.match(
+          e.suggestions.join('\n'),
+          /known nodes: kam1, ast1, ast2, ast3; roles: asterisk, kamailio, etcd; or all/,
+        )
         return true
       },
     )
@@ -72,7 +84,11 @@ describe('selectNodes', () => {
       ['a'.repeat(64), /not a node name/],
     ]
     for (const [spec, re] of cases) {
-      assert.throws(() => names([spec]), (e: unknown) => e instanceof UserError && re.test(e.message), `spec ${JSON.stringify(spec.slice(0, 20))}`)
+      assert.throws(
+        () => names([spec]),
+        (e: unknown) => e instanceof UserError && re.test(e.message),
+        `spec ${JSON.stringify(spec.slice(0, 20))}`,
+      )
     }
   })
 

@@ -66,35 +66,73 @@ Host *
 describe('resolveTarget precedence', () => {
   test('node values from hactl.yaml beat ssh_config, which beats the ssh: section', () => {
     // Given a node with its own port and user (different from ssh: defaults).
-    const t = resolveTarget({host: 'ast1', port: 2022, user: 'admin'}, SSH_DEFAULTS, {hostName: '10.0.0.1', port: 2222, user: 'core', identityFiles: []}, env)
+    const t = resolveTarget(
+      {host: 'ast1', port: 2022, user: 'admin'},
+      SSH_DEFAULTS,
+      {hostName: '10.0.0.1', port: 2222, user: 'core', identityFiles: []},
+      env,
+    )
     assert.equal(t.host, '10.0.0.1')
     assert.equal(t.port, 2022)
     assert.equal(t.user, 'admin')
   })
 
   test('a node value equal to the ssh: default lets ssh_config decide', () => {
-    const t = resolveTarget({host: 'ast1', port: 22, user: 'root'}, SSH_DEFAULTS, {port: 2222, user: 'core', identityFiles: []}, env)
+    const t = resolveTarget(
+      {host: 'ast1', port: 22, user: 'root'},
+      SSH_DEFAULTS,
+      {port: 2222, user: 'core', identityFiles: []},
+      env,
+    )
     assert.equal(t.port, 2222)
     assert.equal(t.user, 'core')
   })
 
   test('without ssh_config values the node values stand', () => {
-    const t = resolveTarget({host: '10.0.0.9', port: 22, user: 'root'}, SSH_DEFAULTS, {identityFiles: []}, env)
+    const t = resolveTarget(
+      {host: '10.0.0.9', port: 22, user: 'root'},
+      SSH_DEFAULTS,
+      {identityFiles: []},
+      env,
+    )
     assert.deepEqual({host: t.host, port: t.port, user: t.user}, {host: '10.0.0.9', port: 22, user: 'root'})
   })
 
   test('identity files: hactl.yaml first, then ssh_config (tokens expanded), OpenSSH defaults only if none', () => {
-    const t = resolveTarget({host: 'ast1', port: 22, user: 'root'}, {...SSH_DEFAULTS, identityFiles: ['~/keys/hactl']}, {hostName: '10.0.0.1', identityFiles: ['~/.ssh/id_%u_%h', '%d/x_%r']}, env)
-    assert.deepEqual(t.identityFiles, ['/home/op/keys/hactl', '/home/op/.ssh/id_op_10.0.0.1', '/home/op/x_root'])
+    const t = resolveTarget(
+      {host: 'ast1', port: 22, user: 'root'},
+      {...SSH_DEFAULTS, identityFiles: ['~/keys/hactl']},
+      {hostName: '10.0.0.1', identityFiles: ['~/.ssh/id_%u_%h', '%d/x_%r']},
+      env,
+    )
+    assert.deepEqual(t.identityFiles, [
+      '/home/op/keys/hactl',
+      '/home/op/.ssh/id_op_10.0.0.1',
+      '/home/op/x_root',
+    ])
     const d = resolveTarget({host: 'ast1', port: 22, user: 'root'}, SSH_DEFAULTS, {identityFiles: []}, env)
-    assert.deepEqual(d.identityFiles, ['/home/op/.ssh/id_ed25519', '/home/op/.ssh/id_ecdsa', '/home/op/.ssh/id_rsa'])
+    assert.deepEqual(d.identityFiles, [
+      '/home/op/.ssh/id_ed25519',
+      '/home/op/.ssh/id_ecdsa',
+      '/home/op/.ssh/id_rsa',
+    ])
   })
 
   test('ProxyJump becomes jump hops; IdentityAgent none disables the agent', () => {
-    const t = resolveTarget({host: 'ast1', port: 22, user: 'root'}, SSH_DEFAULTS, {identityFiles: [], proxyJump: 'jump@bastion:2200', identityAgent: 'none'}, {...env, authSock: '/tmp/agent.sock'})
+    const t = resolveTarget(
+      {host: 'ast1', port: 22, user: 'root'},
+      SSH_DEFAULTS,
+      {identityFiles: [], proxyJump: 'jump@bastion:2200', identityAgent: 'none'},
+      {...env, authSock: '/tmp/agent.sock'},
+    )
     assert.deepEqual(t.jumps, [{user: 'jump', host: 'bastion', port: 2200}])
     assert.equal(t.agent, undefined)
-    const a = resolveTarget({host: 'ast1', port: 22, user: 'root'}, SSH_DEFAULTS, {identityFiles: []}, {...env, authSock: '/tmp/agent.sock'})
+    const a = resolveTarget(
+      {host: 'ast1', port: 22, user: 'root'},
+      SSH_DEFAULTS,
+      {identityFiles: []},
+      {...env, authSock: '/tmp/agent.sock'},
+    )
     assert.equal(a.agent, '/tmp/agent.sock')
   })
 })
@@ -122,10 +160,18 @@ describe('loadSshConfig', () => {
   test('reads the file and its Include files (relative to the config directory, globbed)', async () => {
     const sshDir = path.join(tmp.dir, '.ssh')
     mkdirSync(path.join(sshDir, 'conf.d'), {recursive: true})
-    writeFileSync(path.join(sshDir, 'conf.d', '10-lab.conf'), 'Host lab1\n  HostName 10.77.0.21\n  User core\n')
+    writeFileSync(
+      path.join(sshDir, 'conf.d', '10-lab.conf'),
+      'Host lab1\n  HostName 10.77.0.21\n  User core\n',
+    )
     writeFileSync(path.join(sshDir, 'config'), 'Include conf.d/*.conf\n\nHost *\n  Port 2200\n')
     const cfg = await loadSshConfig(path.join(sshDir, 'config'))
-    assert.deepEqual(cfg.lookup('lab1'), {hostName: '10.77.0.21', user: 'core', port: 2200, identityFiles: []})
+    assert.deepEqual(cfg.lookup('lab1'), {
+      hostName: '10.77.0.21',
+      user: 'core',
+      port: 2200,
+      identityFiles: [],
+    })
   })
 
   test('a missing file is an empty config', async () => {

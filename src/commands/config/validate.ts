@@ -21,7 +21,10 @@ what is wrong and what is allowed.`
   ]
 
   static override args = {
-    file: Args.string({description: 'Config file to check (default: --config, HACTL_CONFIG, ./hactl.yaml, ...).', required: false}),
+    file: Args.string({
+      description: 'Config file to check (default: --config, HACTL_CONFIG, ./hactl.yaml, ...).',
+      required: false,
+    }),
   }
 
   public async run(): Promise<ConfigSummary> {
@@ -31,7 +34,9 @@ what is wrong and what is allowed.`
     const summary = summarizeConfig(config)
     if (!this.jsonEnabled()) {
       for (const w of summary.warnings) process.stderr.write(`warning: ${w}\n`)
-      this.log(`ok: ${summary.file} (cluster ${summary.cluster}, ${describeNodes(summary.nodes.map((n) => n.name))})`)
+      this.log(
+        `ok: ${summary.file} (cluster ${summary.cluster}, ${describeNodes(summary.nodes.map((n) => n.name))})`,
+      )
     }
     return summary
   }

@@ -25,22 +25,48 @@ The result is validated like any hactl.yaml before it is written. An existing fi
   ]
 
   static override args = {
-    inventory: Args.string({description: 'Ansible inventory file or directory (what you pass to ansible -i).', required: true}),
+    inventory: Args.string({
+      description: 'Ansible inventory file or directory (what you pass to ansible -i).',
+      required: true,
+    }),
   }
 
   static override flags = {
-    output: Flags.string({char: 'o', summary: 'hactl.yaml to write ("-" for stdout).', default: 'hactl.yaml', helpValue: 'FILE'}),
+    output: Flags.string({
+      char: 'o',
+      summary: 'hactl.yaml to write ("-" for stdout).',
+      default: 'hactl.yaml',
+      helpValue: 'FILE',
+    }),
     force: Flags.boolean({char: 'f', summary: 'Overwrite the output file if it exists.'}),
-    cluster: Flags.string({summary: 'Cluster name (default: from the inventory file or directory name).', helpValue: 'NAME'}),
-    format: Flags.string({summary: 'Inventory format (default: by extension, then by content).', options: ['ini', 'yaml']}),
-    'asterisk-group': Flags.string({summary: 'Group whose hosts get the asterisk role (repeatable; default asterisk).', multiple: true, helpValue: 'GROUP'}),
-    'kamailio-group': Flags.string({summary: 'Group whose hosts get the kamailio role (repeatable; default kamailio).', multiple: true, helpValue: 'GROUP'}),
+    cluster: Flags.string({
+      summary: 'Cluster name (default: from the inventory file or directory name).',
+      helpValue: 'NAME',
+    }),
+    format: Flags.string({
+      summary: 'Inventory format (default: by extension, then by content).',
+      options: ['ini', 'yaml'],
+    }),
+    'asterisk-group': Flags.string({
+      summary: 'Group whose hosts get the asterisk role (repeatable; default asterisk).',
+      multiple: true,
+      helpValue: 'GROUP',
+    }),
+    'kamailio-group': Flags.string({
+      summary: 'Group whose hosts get the kamailio role (repeatable; default kamailio).',
+      multiple: true,
+      helpValue: 'GROUP',
+    }),
     'etcd-group': Flags.string({
       summary: 'Group whose hosts get the etcd role (repeatable; default all: every host; none: no host).',
       multiple: true,
       helpValue: 'GROUP',
     }),
-    'homer-group': Flags.string({summary: 'Group whose hosts get the homer role (repeatable; default homer).', multiple: true, helpValue: 'GROUP'}),
+    'homer-group': Flags.string({
+      summary: 'Group whose hosts get the homer role (repeatable; default homer).',
+      multiple: true,
+      helpValue: 'GROUP',
+    }),
   }
 
   public async run(): Promise<ImportResult> {
@@ -72,11 +98,16 @@ The result is validated like any hactl.yaml before it is written. An existing fi
       ['NODE', 'HOST', 'PORT', 'USER', 'ROLES'],
       r.nodes.map((n) => [n.name, n.host, n.port, n.user ?? 'root', n.roles.join(', ')]),
     )
-    out(`${r.output === null ? 'imported' : `wrote ${r.output}:`} cluster ${r.cluster}, ${r.nodes.length} node${r.nodes.length === 1 ? '' : 's'} from ${r.inventory}\n`)
+    out(
+      `${r.output === null ? 'imported' : `wrote ${r.output}:`} cluster ${r.cluster}, ${r.nodes.length} node${r.nodes.length === 1 ? '' : 's'} from ${r.inventory}\n`,
+    )
     out(`${table.replace(/\n?$/, '\n')}`)
-    for (const x of r.renamed) out(`renamed: ${x.from} -> ${x.to} (node names are lower-case letters, digits and "-")\n`)
+    for (const x of r.renamed)
+      out(`renamed: ${x.from} -> ${x.to} (node names are lower-case letters, digits and "-")\n`)
     if (r.skipped.length > 0) {
-      out(`skipped (in no role group): ${r.skipped.map((s) => (s.groups.length > 0 ? `${s.host} (${s.groups.join(', ')})` : s.host)).join(', ')}\n`)
+      out(
+        `skipped (in no role group): ${r.skipped.map((s) => (s.groups.length > 0 ? `${s.host} (${s.groups.join(', ')})` : s.host)).join(', ')}\n`,
+      )
     }
     for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`)
     if (r.output !== null) out(`next: ${this.config.bin} config validate -c ${r.output}\n`)

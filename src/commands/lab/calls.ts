@@ -28,9 +28,16 @@ as "refused". Exit status: 0 all started, 1 some were refused or Asterisk is not
 
   public async run(): Promise<LabCallsResult> {
     const {labCalls} = await import('../../lib/lab/calls.js')
-    const result = await labCalls({name: this.flags.name, node: this.args.node, count: this.args.count, durationMs: this.flags.duration * 1000})
+    const result = await labCalls({
+      name: this.flags.name,
+      node: this.args.node,
+      count: this.args.count,
+      durationMs: this.flags.duration * 1000,
+    })
     if (!this.jsonEnabled()) {
-      this.log(`${result.node}: ${result.started.length} call(s) started for ${this.flags.duration} s${result.refused > 0 ? `, ${result.refused} refused (shutdown pending)` : ''}`)
+      this.log(
+        `${result.node}: ${result.started.length} call(s) started for ${this.flags.duration} s${result.refused > 0 ? `, ${result.refused} refused (shutdown pending)` : ''}`,
+      )
       this.log(`call log: ${result.callLog}`)
     }
     if (result.refused > 0) process.exitCode = 1

@@ -10,7 +10,10 @@ name its directory), deletes the NAME-* namespaces, the bridge and links, and /v
 Works from state.json and, after a crash, from the namespaces and links alone. Safe to run twice:
 a lab that is not there is nothing to do (exit 0).`
 
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --name second']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --name second',
+  ]
 
   static override flags = {
     name: Flags.string({summary: 'Name of the lab.', default: 'hactl', env: 'HACTL_LAB'}),

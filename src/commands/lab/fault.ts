@@ -34,7 +34,10 @@ A reboot of the host clears all but hostkey-change. hactl lab heal NODE undoes t
   public async run(): Promise<LabFaultResult> {
     const {labFault} = await import('../../lib/lab/faults.js')
     const result = await labFault({name: this.flags.name, node: this.args.node, fault: this.args.fault})
-    if (!this.jsonEnabled()) this.log(`${result.node}: ${result.fault} (faults now: ${result.faults.join(', ')}); undo with: ${this.config.bin} lab heal ${result.node}`)
+    if (!this.jsonEnabled())
+      this.log(
+        `${result.node}: ${result.fault} (faults now: ${result.faults.join(', ')}); undo with: ${this.config.bin} lab heal ${result.node}`,
+      )
     return result
   }
 }

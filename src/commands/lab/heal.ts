@@ -8,7 +8,10 @@ export default class LabHeal extends BaseCommand<typeof LabHeal> {
   static override description = `Resumes a frozen sshd, starts a stopped one, puts the original host key back, and starts etcd
 and Asterisk again if a fault stopped them. Healing a host without faults does nothing.`
 
-  static override examples = ['<%= config.bin %> <%= command.id %> ast2', '<%= config.bin %> <%= command.id %> all']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> ast2',
+    '<%= config.bin %> <%= command.id %> all',
+  ]
 
   static override args = {
     node: Args.string({description: 'Lab host, or "all".', required: true}),
@@ -22,7 +25,11 @@ and Asterisk again if a fault stopped them. Healing a host without faults does n
     const {labHeal} = await import('../../lib/lab/faults.js')
     const result = await labHeal({name: this.flags.name, node: this.args.node})
     if (!this.jsonEnabled()) {
-      for (const h of result.hosts) if (h.healed.length > 0 || result.hosts.length === 1) this.log(`${h.node}: ${h.healed.length > 0 ? `healed ${h.healed.join(', ')}` : 'no faults; nothing to do'}`)
+      for (const h of result.hosts)
+        if (h.healed.length > 0 || result.hosts.length === 1)
+          this.log(
+            `${h.node}: ${h.healed.length > 0 ? `healed ${h.healed.join(', ')}` : 'no faults; nothing to do'}`,
+          )
     }
     return result
   }

@@ -28,14 +28,33 @@ missing packages, or the lab is already up.`
   ]
 
   static override flags = {
-    name: Flags.string({summary: 'Name of the lab (namespaces are NAME-HOST).', default: 'hactl', env: 'HACTL_LAB'}),
+    name: Flags.string({
+      summary: 'Name of the lab (namespaces are NAME-HOST).',
+      default: 'hactl',
+      env: 'HACTL_LAB',
+    }),
     asterisk: Flags.integer({summary: 'Number of Asterisk hosts (ast1..).', default: 4, min: 1, max: 16_000}),
     kamailio: Flags.integer({summary: 'Number of Kamailio hosts (kam1..).', default: 2, min: 0, max: 10}),
-    etcd: Flags.integer({summary: 'How many of the Asterisk hosts run etcd (ast1..astK).', default: 3, min: 1}),
-    spare: Flags.integer({summary: 'Spare hosts for `hactl node add` (sshd only, not in hactl.yaml).', default: 0, min: 0}),
+    etcd: Flags.integer({
+      summary: 'How many of the Asterisk hosts run etcd (ast1..astK).',
+      default: 3,
+      min: 1,
+    }),
+    spare: Flags.integer({
+      summary: 'Spare hosts for `hactl node add` (sshd only, not in hactl.yaml).',
+      default: 0,
+      min: 0,
+    }),
     subnet: Flags.string({summary: 'IPv4 subnet of the lab bridge (/16 to /26).', default: '10.77.0.0/24'}),
-    'reboot-delay': Flags.integer({summary: 'Milliseconds a rebooting host stays down.', default: 1000, min: 0, max: 600_000}),
-    'keep-on-failure': Flags.boolean({summary: 'If the lab does not come up, leave it in place to read its logs.'}),
+    'reboot-delay': Flags.integer({
+      summary: 'Milliseconds a rebooting host stays down.',
+      default: 1000,
+      min: 0,
+      max: 600_000,
+    }),
+    'keep-on-failure': Flags.boolean({
+      summary: 'If the lab does not come up, leave it in place to read its logs.',
+    }),
   }
 
   public async run(): Promise<LabUpResult> {

@@ -153,11 +153,12 @@ function outcomeError(result: NonNullable<DrainRunOutput['result']>, bin: string
   const bad = result.nodes.filter((n) => n.outcome !== 'drained' && n.outcome !== 'nothing-to-do')
   const names = bad.map((n) => n.node).join(' ')
   if (result.exitCode === 130) {
-    return new InterruptedError(
-      putBack
-        ? `drain of ${names} interrupted; put back in rotation as asked`
-        : `drain of ${names} interrupted; ${bad.length === 1 ? 'it stays' : 'they stay'} out of rotation, marked draining`,
-    )
+    return putBack
+      ? new InterruptedError(`drain of ${names} interrupted; put back in rotation as asked`)
+      : new HactlError(`drain of ${names} interrupted; ${bad.length === 1 ? 'it stays' : 'they stay'} out of rotation, marked draining`, {
+          exitCode: 130,
+          suggestions: [`finish the drain: ${bin} node drain ${names}`, `or put ${bad.length === 1 ? 'it' : 'them'} back: ${bin} node undrain ${names}`],
+        })
   }
   const suggestions = [...new Set(bad.flatMap((n) => n.error?.suggestions ?? []))]
   return new HactlError(`drain ${result.exitCode === 3 ? 'partly failed' : 'failed'}: ${bad.map((n) => `${n.node}: ${n.message}`).join('; ')}`, {

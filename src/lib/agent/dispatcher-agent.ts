@@ -61,7 +61,7 @@ export async function runDispatcherAgent(opts: DispatcherAgentOptions, io?: Disp
   const handle = await openAgentEtcd(opts)
   const log = opts.log
   let snapshot: RegistrationSnapshot | undefined
-  let lastWarnings = ''
+  let lastWarnings = new Set<string>()
   let warnedNotAtomic = false
 
   const loop = new DispatcherLoop(
@@ -70,9 +70,9 @@ export async function runDispatcherAgent(opts: DispatcherAgentOptions, io?: Disp
         if (!snapshot) throw new Error('no registrations read yet')
         const rendered = await renderSnapshot(snapshot, opts.setId)
         const invalid = [...snapshot.registrations.invalid, ...snapshot.marks.invalid].map((i) => `ignored ${i.key}: ${i.error}`)
-        const warnings = [...rendered.warnings, ...invalid].join('\n')
-        // Warnings repeat on every render; log them when they change, not every time.
-        if (warnings !== lastWarnings) for (const w of warnings.split('\n').filter(Boolean)) log('warning', w)
+        const warnings = new Set([...rendered.warnings, ...invalid])
+        // Warnings repeat on every render: log each when it appears, not every time.
+        for (const w of warnings) if (!lastWarnings.has(w)) log('warning', w)
         lastWarnings = warnings
         return rendered.text
       },

@@ -1,5 +1,15 @@
 import {isDeepStrictEqual} from 'node:util'
-import {Document, isMap, isPair, isScalar, LineCounter, parseDocument, type Node as YamlNode, type Pair, type YAMLMap} from 'yaml'
+import {
+  Document,
+  isMap,
+  isPair,
+  isScalar,
+  LineCounter,
+  parseDocument,
+  type Node as YamlNode,
+  type Pair,
+  type YAMLMap,
+} from 'yaml'
 import {HactlError, UserError} from '../errors.js'
 import {parseConfig, type HactlConfig, type ResolvedNode} from './load.js'
 import {problemsFromIssues, sanitizeName} from './problems.js'
@@ -24,7 +34,9 @@ export function addNode(text: string, name: string, node: NodeInput, file = 'hac
     throw new UserError(`invalid node name "${name}": expected ${NODE_NAME_RULE}`, s ? [`use e.g. ${s}`] : [])
   }
   if (RESERVED_NODE_NAMES.includes(name)) {
-    throw new UserError(`node name "${name}" is also a role name; node selections would be ambiguous`, [`use e.g. ${name}1`])
+    throw new UserError(`node name "${name}" is also a role name; node selections would be ambiguous`, [
+      `use e.g. ${name}1`,
+    ])
   }
   const existing = before.nodes.find((n) => n.name === name)
   if (existing) {
@@ -68,7 +80,9 @@ export function addNode(text: string, name: string, node: NodeInput, file = 'hac
 export function removeNode(text: string, name: string, file = 'hactl.yaml'): string {
   const before = parseConfig(text, file)
   if (!before.nodes.some((n) => n.name === name)) {
-    throw new UserError(`no node named ${name} in ${file}; nodes: ${before.nodes.map((n) => n.name).join(', ')}`)
+    throw new UserError(
+      `no node named ${name} in ${file}; nodes: ${before.nodes.map((n) => n.name).join(', ')}`,
+    )
   }
   if (before.nodes.length === 1) {
     throw new UserError(`${name} is the only node in ${file}; a cluster needs at least one`, [
@@ -117,7 +131,11 @@ function sameSettings(a: HactlConfig, b: HactlConfig): boolean {
 }
 
 /** The first candidate text that parses and makes exactly the intended change. */
-function firstThatWorks(file: string, want: (c: HactlConfig) => boolean, ...candidates: Array<() => string | undefined>): string {
+function firstThatWorks(
+  file: string,
+  want: (c: HactlConfig) => boolean,
+  ...candidates: Array<() => string | undefined>
+): string {
   const failures: string[] = []
   for (const make of candidates) {
     const out = make()
@@ -242,4 +260,3 @@ function documentRemove(text: string, name: string): string {
   if (isMap(nodes)) nodes.delete(name)
   return doc.toString({flowCollectionPadding: false, lineWidth: 0})
 }
-

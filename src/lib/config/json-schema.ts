@@ -8,7 +8,11 @@ import {configSchema} from './schema.js'
  * validate` does them. schema/hactl.schema.json is this, generated and checked in.
  */
 export function configJsonSchema(): Record<string, unknown> {
-  const generated = z.toJSONSchema(configSchema, {io: 'input', target: 'draft-2020-12', unrepresentable: 'any'}) as Record<string, unknown>
+  const generated = z.toJSONSchema(configSchema, {
+    io: 'input',
+    target: 'draft-2020-12',
+    unrepresentable: 'any',
+  }) as Record<string, unknown>
   const {$schema, description, ...rest} = generated
   return {
     $schema,

@@ -7,7 +7,12 @@ import {formatPath, locate, problemsFromIssues} from './problems.js'
 import {configSchema, type ParsedConfig, type Role} from './schema.js'
 
 /** Line and column (1-based) of a path in a parsed document: the value, or `childKey`'s key. */
-export function positionOf(doc: Document, lc: LineCounter, p: PropertyKey[], childKey?: string): {line: number; column: number} {
+export function positionOf(
+  doc: Document,
+  lc: LineCounter,
+  p: PropertyKey[],
+  childKey?: string,
+): {line: number; column: number} {
   return childKey === undefined ? locate(doc, lc, p, 'value') : locate(doc, lc, [...p, childKey], 'key')
 }
 
@@ -32,7 +37,9 @@ export const MAX_CONFIG_BYTES = 1024 * 1024
 const MAX_ALIAS_COUNT = 100
 
 /** Where hactl looks for its config, in order: --config, HACTL_CONFIG, ./hactl.yaml, ~/.config/hactl/config.yaml. */
-export function configCandidates(opts: {flag?: string; env?: NodeJS.ProcessEnv; cwd?: string; home?: string} = {}): string[] {
+export function configCandidates(
+  opts: {flag?: string; env?: NodeJS.ProcessEnv; cwd?: string; home?: string} = {},
+): string[] {
   const env = opts.env ?? process.env
   const cwd = opts.cwd ?? process.cwd()
   const home = opts.home ?? homedir()
@@ -91,7 +98,9 @@ export function readConfigText(file: string): string {
 function readError(file: string, error: unknown): ConfigError {
   const code = (error as NodeJS.ErrnoException).code
   if (code === 'EACCES' || code === 'EPERM') {
-    return new ConfigError(`cannot read ${file}: permission denied`, {suggestions: [`check the file's owner and mode: ls -l ${file}`]})
+    return new ConfigError(`cannot read ${file}: permission denied`, {
+      suggestions: [`check the file's owner and mode: ls -l ${file}`],
+    })
   }
   if (code === 'ENOENT') return new ConfigError(`config file not found: ${file}`)
   return new ConfigError(`cannot read ${file}: ${(error as Error).message}`)
@@ -100,7 +109,10 @@ function readError(file: string, error: unknown): ConfigError {
 function tooLarge(file: string, bytes: number): ConfigError {
   return new ConfigError(
     `the file is ${(bytes / 1024 / 1024).toFixed(1)} MiB; a hactl.yaml is at most ${MAX_CONFIG_BYTES / 1024 / 1024} MiB`,
-    {position: {file, line: 1, column: 1}, suggestions: ['is this the right file? hactl.yaml lists the cluster nodes and a few settings']},
+    {
+      position: {file, line: 1, column: 1},
+      suggestions: ['is this the right file? hactl.yaml lists the cluster nodes and a few settings'],
+    },
   )
 }
 
@@ -155,11 +167,20 @@ export function parseYamlMapping(
       suggestions: [nul >= 0 ? 'is this the right file?' : 'save the file as UTF-8'],
     })
   }
-  const doc = parseDocument(text, {lineCounter, uniqueKeys: true, prettyErrors: false, strict: true, merge: true})
+  const doc = parseDocument(text, {
+    lineCounter,
+    uniqueKeys: true,
+    prettyErrors: false,
+    strict: true,
+    merge: true,
+  })
   const yamlError = [...doc.errors].sort((a, b) => a.pos[0] - b.pos[0])[0]
   if (yamlError) {
     const {message, hint, offset} = describeYamlError(yamlError, doc)
-    throw new ConfigError(message, {position: at(offset ?? yamlError.pos[0]), suggestions: hint ? [hint] : []})
+    throw new ConfigError(message, {
+      position: at(offset ?? yamlError.pos[0]),
+      suggestions: hint ? [hint] : [],
+    })
   }
   let raw: unknown
   try {
@@ -170,7 +191,9 @@ export function parseYamlMapping(
   if (raw === null || raw === undefined) {
     throw new ConfigError('the file is empty (no YAML content, only comments or blank lines)', {
       position: {file, line: 1, column: 1},
-      suggestions: ['start from the example in docs/config.md, or import one: hactl inventory import INVENTORY'],
+      suggestions: [
+        'start from the example in docs/config.md, or import one: hactl inventory import INVENTORY',
+      ],
     })
   }
   if (typeof raw !== 'object' || Array.isArray(raw)) {
@@ -214,20 +237,31 @@ function describeYamlError(e: YAMLError, doc: Document): {message: string; hint?
       return {message: `invalid YAML: ${first.replace(/ at line \d+, column \d+:?$/, '').replace(/\.$/, '')}`}
     }
     case 'TAB_AS_INDENT':
-      return {message: 'invalid YAML: a tab is used for indentation; YAML allows only spaces', hint: 'replace the tabs with spaces (expand -t 2 FILE)'}
+      return {
+        message: 'invalid YAML: a tab is used for indentation; YAML allows only spaces',
+        hint: 'replace the tabs with spaces (expand -t 2 FILE)',
+      }
     case 'DUPLICATE_KEY': {
       const found = keyAt(doc, e.pos[0])
       const name = found ? `"${found.key}"` : 'a key'
-      const where = found && found.parent.length > 0 ? ` in ${formatPath(found.parent)}` : found ? ' at the top level' : ''
+      const where =
+        found && found.parent.length > 0
+          ? ` in ${formatPath(found.parent)}`
+          : found
+            ? ' at the top level'
+            : ''
       const isNode = found?.parent.length === 1 && found.parent[0] === 'nodes'
       return {
         message: `duplicate key ${name}${where}: ${isNode ? 'two nodes have the same name' : 'a key may appear only once in a mapping'}`,
-        hint: isNode ? 'node names must be unique: rename or remove one of them' : 'remove one of them, or merge their values',
+        hint: isNode
+          ? 'node names must be unique: rename or remove one of them'
+          : 'remove one of them, or merge their values',
       }
     }
     case 'MULTIPLE_DOCS':
       return {
-        message: 'invalid YAML: the file holds more than one YAML document (a second "---"); hactl.yaml is a single document',
+        message:
+          'invalid YAML: the file holds more than one YAML document (a second "---"); hactl.yaml is a single document',
         hint: 'remove the second --- line, or split the file',
       }
     default:
@@ -252,7 +286,12 @@ function openQuoteBefore(doc: Document, offset: number): number | undefined {
   visit(doc, {
     Scalar(_, node) {
       const r = node.range
-      if (r && (node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE') && r[0] <= offset && offset <= r[2]) {
+      if (
+        r &&
+        (node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE') &&
+        r[0] <= offset &&
+        offset <= r[2]
+      ) {
         start = r[0]
         return visit.BREAK
       }
@@ -292,7 +331,11 @@ function pathOf(ancestors: readonly unknown[]): PropertyKey[] {
   return out
 }
 
-function aliasError(error: Error, doc: Document, at: (offset: number) => {file: string; line: number; column: number}): ConfigError {
+function aliasError(
+  error: Error,
+  doc: Document,
+  at: (offset: number) => {file: string; line: number; column: number},
+): ConfigError {
   const unresolved = /Unresolved alias.*: (.+)$/.exec(error.message)
   let offset = 0
   visit(doc, {
@@ -311,9 +354,12 @@ function aliasError(error: Error, doc: Document, at: (offset: number) => {file: 
     })
   }
   if (/alias/i.test(error.message)) {
-    return new ConfigError(`invalid YAML: too many alias expansions (more than ${MAX_ALIAS_COUNT}); this is not a hactl.yaml`, {
-      position: at(offset),
-    })
+    return new ConfigError(
+      `invalid YAML: too many alias expansions (more than ${MAX_ALIAS_COUNT}); this is not a hactl.yaml`,
+      {
+        position: at(offset),
+      },
+    )
   }
   return new ConfigError(`invalid YAML: ${error.message}`, {position: at(0)})
 }
@@ -343,5 +389,8 @@ export function etcdEndpoints(config: HactlConfig): string[] {
   const scheme = config.etcd.tls ? 'https' : 'http'
   return config.nodes
     .filter((n) => n.roles.includes('etcd'))
-    .map((n) => `${scheme}://${n.host.includes(':') && !n.host.startsWith('[') ? `[${n.host}]` : n.host}:${config.etcd.clientPort}`)
+    .map(
+      (n) =>
+        `${scheme}://${n.host.includes(':') && !n.host.startsWith('[') ? `[${n.host}]` : n.host}:${config.etcd.clientPort}`,
+    )
 }

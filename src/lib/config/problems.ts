@@ -27,9 +27,15 @@ export function formatPath(p: readonly PropertyKey[]): string {
 }
 
 /** Every zod issue as a problem, the first in the file first. */
-export function problemsFromIssues(issues: readonly z.core.$ZodIssue[], doc: Document, lc: LineCounter): Problem[] {
+export function problemsFromIssues(
+  issues: readonly z.core.$ZodIssue[],
+  doc: Document,
+  lc: LineCounter,
+): Problem[] {
   // A misspelt key (`hots:`) also shows up as a missing one (`host`): the misspelling is the news.
-  const withUnknown = new Set(issues.filter((i) => i.code === 'unrecognized_keys').map((i) => formatPath(i.path)))
+  const withUnknown = new Set(
+    issues.filter((i) => i.code === 'unrecognized_keys').map((i) => formatPath(i.path)),
+  )
   const isMissing = (i: z.core.$ZodIssue) => i.code === 'invalid_type' && i.input === undefined
   return issues
     .filter((i) => !(isMissing(i) && withUnknown.has(formatPath(i.path.slice(0, -1)))))
@@ -104,7 +110,9 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document, lc: LineCounter):
       const guess = typeof issue.input === 'string' ? closest(issue.input, allowed) : undefined
       const hints = guess ? [`did you mean "${guess}"?`] : []
       if (p.at(-1) === 'strictHostKeyChecking' && (issue.input === 'no' || issue.input === false)) {
-        hints.push('hactl never turns host key checking off; accept-new records unknown hosts and still refuses changed keys')
+        hints.push(
+          'hactl never turns host key checking off; accept-new records unknown hosts and still refuses changed keys',
+        )
       }
       return {
         message: `${at}: ${showValue(issue.input)} is not ${isRole ? 'a role' : 'allowed'}; allowed: ${allowed.join(', ')}`,
@@ -114,7 +122,12 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document, lc: LineCounter):
       }
     }
     case 'invalid_format':
-      return {message: `${at}: ${issue.message}, got ${describeValue(issue.input)}`, hints: [], ...value(), rank: 3}
+      return {
+        message: `${at}: ${issue.message}, got ${describeValue(issue.input)}`,
+        hints: [],
+        ...value(),
+        rank: 3,
+      }
     case 'invalid_union':
       // The only unions are durations.
       return {
@@ -127,7 +140,12 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document, lc: LineCounter):
     case 'too_big':
       return {message: `${at}: ${sizeMessage(issue)}`, hints: [], ...value(), rank: 3}
     case 'custom':
-      return {message: issue.message, hints: hintOf(issue), ...(issue.path.length === 2 && p[0] === 'nodes' ? key() : value()), rank: 4}
+      return {
+        message: issue.message,
+        hints: hintOf(issue),
+        ...(issue.path.length === 2 && p[0] === 'nodes' ? key() : value()),
+        rank: 4,
+      }
     default:
       return {
         message: `${at}: ${issue.message}${issue.input === undefined ? '' : `, got ${describeValue(issue.input)}`}`,
@@ -202,13 +220,21 @@ export function describeValue(v: unknown): string {
 
 function typeHints(expected: string, input: unknown, p: readonly PropertyKey[]): string[] {
   const last = p.at(-1)
-  if ((expected === 'number' || expected === 'int') && typeof input === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(input)) {
+  if (
+    (expected === 'number' || expected === 'int') &&
+    typeof input === 'string' &&
+    /^\s*-?\d+(\.\d+)?\s*$/.test(input)
+  ) {
     return [`write the number without quotes: ${String(last)}: ${input.trim()}`]
   }
   if (expected === 'string' && (typeof input === 'number' || typeof input === 'boolean')) {
     return [`quote it to make it a string: ${String(last)}: "${String(input)}"`]
   }
-  if (expected === 'boolean' && typeof input === 'string' && /^(yes|no|y|n|on|off|true|false)$/i.test(input)) {
+  if (
+    expected === 'boolean' &&
+    typeof input === 'string' &&
+    /^(yes|no|y|n|on|off|true|false)$/i.test(input)
+  ) {
     return ['hactl.yaml is YAML 1.2: write true or false (yes/no/on/off are strings)']
   }
   if (expected === 'array' && typeof input === 'string') {
@@ -222,7 +248,9 @@ function typeHints(expected: string, input: unknown, p: readonly PropertyKey[]):
 
 function nullHints(p: readonly PropertyKey[]): string[] {
   if (p[0] === 'nodes' && p.length === 2) {
-    return [`give the node a host and roles, indented below its name: ${String(p[1])}: {host: 10.0.0.21, roles: [asterisk]}`]
+    return [
+      `give the node a host and roles, indented below its name: ${String(p[1])}: {host: 10.0.0.21, roles: [asterisk]}`,
+    ]
   }
   return ['give it a value, or remove the key to use the default']
 }
@@ -244,7 +272,9 @@ function sizeMessage(issue: z.core.$ZodIssueTooSmall | z.core.$ZodIssueTooBig): 
           : `needs at least ${String(limit)} characters`
         : `is too long; at most ${String(limit)} characters`
     case 'array':
-      return small ? `needs at least ${String(limit)} item${Number(limit) === 1 ? '' : 's'}` : `has too many items; at most ${String(limit)}`
+      return small
+        ? `needs at least ${String(limit)} item${Number(limit) === 1 ? '' : 's'}`
+        : `has too many items; at most ${String(limit)}`
     default:
       return issue.message
   }
@@ -271,7 +301,13 @@ function unwrap(schema: unknown): unknown {
   for (let i = 0; i < 10; i++) {
     const def = s._zod?.def
     if (!def) break
-    if ((def.type === 'default' || def.type === 'optional' || def.type === 'prefault' || def.type === 'nullable') && def.innerType) {
+    if (
+      (def.type === 'default' ||
+        def.type === 'optional' ||
+        def.type === 'prefault' ||
+        def.type === 'nullable') &&
+      def.innerType
+    ) {
       s = def.innerType as typeof s
     } else if (def.type === 'pipe' && def.in) s = def.in as typeof s
     else break
@@ -295,7 +331,9 @@ export function locate(
     const seg = p[i]
     const last = i === p.length - 1
     if (isMap(node)) {
-      const pair = node.items.find((it) => isPair(it) && isScalar(it.key) && String(it.key.value) === String(seg))
+      const pair = node.items.find(
+        (it) => isPair(it) && isScalar(it.key) && String(it.key.value) === String(seg),
+      )
       if (!pair) break
       const keyNode = pair.key as YamlNode
       const valueNode = (pair.value as YamlNode | null) ?? undefined
@@ -328,7 +366,8 @@ export function closest(word: string, candidates: readonly string[]): string | u
     let score = editDistance(w, cl)
     // ansible_host -> host, identity_file -> identityFiles
     const bare = w.replace(/[_-]/g, '')
-    if (bare.length >= 4 && cl.length >= 4 && (bare.includes(cl) || cl.includes(bare))) score = Math.min(score, 1)
+    if (bare.length >= 4 && cl.length >= 4 && (bare.includes(cl) || cl.includes(bare)))
+      score = Math.min(score, 1)
     if (score < bestScore) {
       bestScore = score
       best = c
@@ -340,12 +379,15 @@ export function closest(word: string, candidates: readonly string[]): string | u
 
 /** Edit distance where swapping two neighbouring letters counts as one edit (optimal string alignment). */
 function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({length: a.length + 1}, (_, i) => Array.from({length: b.length + 1}, (_, j) => (i === 0 ? j : j === 0 ? i : 0)))
+  const d: number[][] = Array.from({length: a.length + 1}, (_, i) =>
+    Array.from({length: b.length + 1}, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  )
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1
       let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        v = Math.min(v, d[i - 2]![j - 2]! + 1)
       d[i]![j] = v
     }
   }

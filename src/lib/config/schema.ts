@@ -43,7 +43,8 @@ export type Role = (typeof ROLES)[number]
 
 /** Node names are used in commands, file names and etcd keys: keep them boring. */
 export const NODE_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
-export const NODE_NAME_RULE = 'lower-case letters, digits and "-", 1-63 characters, not starting or ending with "-"'
+export const NODE_NAME_RULE =
+  'lower-case letters, digits and "-", 1-63 characters, not starting or ending with "-"'
 /** Words a node selection understands besides node names: a node may not be called like one. */
 export const RESERVED_NODE_NAMES: readonly string[] = [...ROLES, 'all']
 const nodeName = z.string().regex(NODE_NAME_RE, `node names are ${NODE_NAME_RULE}`)
@@ -60,7 +61,11 @@ const port = z.number().int('expected a whole number').min(1).max(65535)
 const USER_RE = /^[a-z_][a-z0-9_.-]*\$?$/i
 const userName = z.string().regex(USER_RE, 'expected a user name such as root or core')
 /** A path on this machine (the one running hactl): absolute, or starting with ~. */
-const localPath = z.string().min(1).max(4096).regex(/^[/~]/, 'expected an absolute path (or one starting with ~)')
+const localPath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .regex(/^[/~]/, 'expected an absolute path (or one starting with ~)')
 /** A path on a cluster host: absolute. */
 const remotePath = z
   .string()
@@ -68,19 +73,32 @@ const remotePath = z
   .max(4096)
   .regex(/^\/[^\0\n]*$/, 'expected an absolute path on the host, starting with /')
 /** A remote command prefix such as `asterisk -rx` or `docker exec asterisk asterisk -rx`. */
-const commandPrefix = z.string().min(1).max(1024).regex(/^[^\n\0]+$/, 'expected a command on a single line')
-const unitName = z.string().regex(/^[a-zA-Z0-9@._-]+$/, 'expected a systemd unit name such as etcd2 or etcd-member')
-const httpUrl = z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL such as http://10.0.0.1:2379'})
+const commandPrefix = z
+  .string()
+  .min(1)
+  .max(1024)
+  .regex(/^[^\n\0]+$/, 'expected a command on a single line')
+const unitName = z
+  .string()
+  .regex(/^[a-zA-Z0-9@._-]+$/, 'expected a systemd unit name such as etcd2 or etcd-member')
+const httpUrl = z.url({
+  protocol: /^https?$/,
+  error: 'expected an http:// or https:// URL such as http://10.0.0.1:2379',
+})
 const keyPrefix = z.string().startsWith('/', 'expected an etcd key starting with /')
 
 export const sshSchema = z
   .object({
-    user: userName.prefault('root').describe('SSH user for every node (a node may override it). Default root.'),
+    user: userName
+      .prefault('root')
+      .describe('SSH user for every node (a node may override it). Default root.'),
     port: port.prefault(22).describe('SSH port for every node (a node may override it). Default 22.'),
     identityFiles: z
       .array(localPath)
       .prefault([])
-      .describe('Private keys to offer, on this machine. Empty: ssh-agent (SSH_AUTH_SOCK) and ~/.ssh/config.'),
+      .describe(
+        'Private keys to offer, on this machine. Empty: ssh-agent (SSH_AUTH_SOCK) and ~/.ssh/config.',
+      ),
     knownHosts: localPath
       .prefault('~/.ssh/known_hosts')
       .describe('OpenSSH known_hosts file checked for host keys (plain and hashed entries).'),
@@ -96,7 +114,9 @@ export const sshSchema = z
       .boolean()
       .prefault(true)
       .describe('Read ~/.ssh/config for HostName, User, Port, IdentityFile and ProxyJump.'),
-    connectTimeout: duration.prefault('5s').describe('How long a connection may take: 500ms, 5s, 2m, 1h, or seconds.'),
+    connectTimeout: duration
+      .prefault('5s')
+      .describe('How long a connection may take: 500ms, 5s, 2m, 1h, or seconds.'),
     commandTimeout: duration
       .prefault('30s')
       .describe('How long one remote command may take unless an operation says otherwise.'),
@@ -109,12 +129,18 @@ export const etcdSchema = z
     endpoints: z
       .array(httpUrl)
       .prefault([])
-      .describe('etcd client URLs. Empty: derived from the nodes with the etcd role as http://HOST:clientPort.'),
-    clientPort: port.prefault(2379).describe('Client port used when the endpoints are derived from the nodes.'),
+      .describe(
+        'etcd client URLs. Empty: derived from the nodes with the etcd role as http://HOST:clientPort.',
+      ),
+    clientPort: port
+      .prefault(2379)
+      .describe('Client port used when the endpoints are derived from the nodes.'),
     via: z
       .enum(['direct', 'ssh'])
       .prefault('direct')
-      .describe('direct: connect to the endpoints; ssh: tunnel the etcd client through the SSH connection of an etcd node.'),
+      .describe(
+        'direct: connect to the endpoints; ssh: tunnel the etcd client through the SSH connection of an etcd node.',
+      ),
     tls: z
       .object({
         ca: localPath.optional().describe('CA bundle that signed the etcd server certificates.'),
@@ -132,7 +158,9 @@ export const etcdSchema = z
       .strict()
       .optional()
       .describe('etcd user and password.'),
-    service: unitName.prefault('etcd2').describe('systemd unit of etcd on the hosts (etcd2 on CoreOS, etcd, etcd-member).'),
+    service: unitName
+      .prefault('etcd2')
+      .describe('systemd unit of etcd on the hosts (etcd2 on CoreOS, etcd, etcd-member).'),
     dataDir: remotePath
       .prefault('/var/lib/etcd')
       .describe('etcd data directory on the hosts (CoreOS etcd2: /var/lib/etcd2).'),
@@ -140,13 +168,17 @@ export const etcdSchema = z
       .array(z.string().min(1, 'expected a sub-path of dataDir such as member'))
       .min(1, 'list at least one sub-path of dataDir, such as member')
       .prefault(['member'])
-      .describe('Sub-paths of dataDir that a rediscovery removes (etcd 2+: member, proxy; etcd 0.4: log, conf).'),
+      .describe(
+        'Sub-paths of dataDir that a rediscovery removes (etcd 2+: member, proxy; etcd 0.4: log, conf).',
+      ),
     discovery: z
       .object({
         format: z
           .enum(['cloud-config', 'env'])
           .prefault('cloud-config')
-          .describe('cloud-config: coreos.etcd2.discovery in a CoreOS cloud-config; env: an ETCD_DISCOVERY= line (env file or systemd drop-in).'),
+          .describe(
+            'cloud-config: coreos.etcd2.discovery in a CoreOS cloud-config; env: an ETCD_DISCOVERY= line (env file or systemd drop-in).',
+          ),
         file: remotePath
           .prefault('/var/lib/coreos-install/user_data')
           .describe('File on each etcd host that holds the discovery URL.'),
@@ -154,7 +186,9 @@ export const etcdSchema = z
           .string()
           .min(1)
           .optional()
-          .describe('cloud-config: dotted YAML path (default coreos.etcd2.discovery); env: variable name (default ETCD_DISCOVERY).'),
+          .describe(
+            'cloud-config: dotted YAML path (default coreos.etcd2.discovery); env: variable name (default ETCD_DISCOVERY).',
+          ),
         service: httpUrl
           .prefault('https://discovery.etcd.io')
           .describe('Discovery service that hands out new tokens (GET <service>/new?size=N).'),
@@ -181,8 +215,12 @@ export const asteriskSchema = z
   .object({
     cli: commandPrefix
       .prefault('asterisk -rx')
-      .describe('How to run one Asterisk CLI command: `asterisk -rx` or `docker exec asterisk asterisk -rx`.'),
-    service: unitName.prefault('asterisk').describe('systemd unit of Asterisk (asterisk@1 for a fleet-style unit).'),
+      .describe(
+        'How to run one Asterisk CLI command: `asterisk -rx` or `docker exec asterisk asterisk -rx`.',
+      ),
+    service: unitName
+      .prefault('asterisk')
+      .describe('systemd unit of Asterisk (asterisk@1 for a fleet-style unit).'),
     sipPort: port.prefault(5060).describe('SIP port the dispatchers send calls to.'),
     minInService: z
       .number()
@@ -198,9 +236,16 @@ export const asteriskSchema = z
 
 export const kamailioSchema = z
   .object({
-    cli: commandPrefix.prefault('kamcmd').describe('How to run kamcmd: `kamcmd` or `docker exec kamailio kamcmd`.'),
+    cli: commandPrefix
+      .prefault('kamcmd')
+      .describe('How to run kamcmd: `kamcmd` or `docker exec kamailio kamcmd`.'),
     service: unitName.prefault('kamailio').describe('systemd unit of Kamailio.'),
-    setId: z.number().int('expected a whole number').min(0).prefault(1).describe('Dispatcher set id of the Asterisk boxes.'),
+    setId: z
+      .number()
+      .int('expected a whole number')
+      .min(0)
+      .prefault(1)
+      .describe('Dispatcher set id of the Asterisk boxes.'),
     listFile: remotePath
       .prefault('/etc/kamailio/dispatcher.list')
       .describe('dispatcher.list on the Kamailio hosts.'),
@@ -223,7 +268,9 @@ export const nodeSchema = z
       .min(1)
       .max(100)
       .optional()
-      .describe('Dispatcher weight in percent (1-100), asterisk nodes only. Unset: an even share of the rest.'),
+      .describe(
+        'Dispatcher weight in percent (1-100), asterisk nodes only. Unset: an even share of the rest.',
+      ),
   })
   .strict()
   .describe('One machine of the cluster.')
@@ -334,7 +381,11 @@ function crossChecks(c: ConfigOutput, ctx: z.RefinementCtx<ConfigOutput>): void 
       'use the directory etcd keeps its data in, such as /var/lib/etcd2',
     )
   } else if (c.etcd.dataDir.split('/').some((seg) => seg === '..' || seg === '.')) {
-    add(['etcd', 'dataDir'], `etcd.dataDir "${c.etcd.dataDir}" must not contain "." or ".." segments`, 'write the plain absolute path, such as /var/lib/etcd2')
+    add(
+      ['etcd', 'dataDir'],
+      `etcd.dataDir "${c.etcd.dataDir}" must not contain "." or ".." segments`,
+      'write the plain absolute path, such as /var/lib/etcd2',
+    )
   }
   c.etcd.wipe.forEach((p, i) => {
     const problem = wipeProblem(p)
@@ -350,11 +401,19 @@ function crossChecks(c: ConfigOutput, ctx: z.RefinementCtx<ConfigOutput>): void 
   if (c.etcd.tls) {
     const {cert, key} = c.etcd.tls
     if ((cert === undefined) !== (key === undefined)) {
-      add(['etcd', 'tls', cert === undefined ? 'key' : 'cert'], 'etcd.tls: cert and key go together; set both or neither', 'add the missing one, or remove the other')
+      add(
+        ['etcd', 'tls', cert === undefined ? 'key' : 'cert'],
+        'etcd.tls: cert and key go together; set both or neither',
+        'add the missing one, or remove the other',
+      )
     }
     c.etcd.endpoints.forEach((e, i) => {
       if (e.startsWith('http://')) {
-        add(['etcd', 'endpoints', i], `etcd endpoint ${e} is plain http:// but etcd.tls is set`, `use https:// (${e.replace(/^http:/, 'https:')}), or remove etcd.tls`)
+        add(
+          ['etcd', 'endpoints', i],
+          `etcd endpoint ${e} is plain http:// but etcd.tls is set`,
+          `use https:// (${e.replace(/^http:/, 'https:')}), or remove etcd.tls`,
+        )
       }
     })
   }
@@ -368,7 +427,8 @@ function wipeProblem(p: string): string | undefined {
   if (/[*?[\]{}]/.test(p)) return 'contains a wildcard (entries are not globs)'
   const segs = p.replace(/\/$/, '').split('/')
   if (segs.some((s) => s === '..')) return 'climbs out with ".."'
-  if (segs.some((s) => s === '.' || s === '')) return 'has an empty or "." segment (it would name dataDir itself)'
+  if (segs.some((s) => s === '.' || s === ''))
+    return 'has an empty or "." segment (it would name dataDir itself)'
   return undefined
 }
 

@@ -34,7 +34,11 @@ export function showConfig(config: HactlConfig): ShownConfig {
   const {ssh, etcd, asterisk, kamailio} = config
   const shown: ShownConfig = {
     cluster: config.cluster,
-    ssh: {...ssh, connectTimeout: formatDuration(ssh.connectTimeout), commandTimeout: formatDuration(ssh.commandTimeout)},
+    ssh: {
+      ...ssh,
+      connectTimeout: formatDuration(ssh.connectTimeout),
+      commandTimeout: formatDuration(ssh.commandTimeout),
+    },
     etcd: {...etcd, timeout: formatDuration(etcd.timeout)},
     asterisk: {
       ...asterisk,
@@ -46,7 +50,13 @@ export function showConfig(config: HactlConfig): ShownConfig {
     nodes: Object.fromEntries(
       config.nodes.map((n) => [
         n.name,
-        {host: n.host, port: n.port, user: n.user, roles: [...n.roles], ...(n.weight === undefined ? {} : {weight: n.weight})},
+        {
+          host: n.host,
+          port: n.port,
+          user: n.user,
+          roles: [...n.roles],
+          ...(n.weight === undefined ? {} : {weight: n.weight}),
+        },
       ]),
     ),
   }
@@ -83,7 +93,11 @@ export function renderShownConfig(shown: ShownConfig, config: HactlConfig): stri
     for (const pair of nodes.items) if (isMap(pair.value)) pair.value.flow = true
   }
   // Short lists of words read best inline: identityFiles: [a], wipe: [member].
-  for (const p of [['ssh', 'identityFiles'], ['etcd', 'wipe'], ['etcd', 'endpoints']]) {
+  for (const p of [
+    ['ssh', 'identityFiles'],
+    ['etcd', 'wipe'],
+    ['etcd', 'endpoints'],
+  ]) {
     const seq = doc.getIn(p, true)
     if (isSeq(seq)) seq.flow = true
   }

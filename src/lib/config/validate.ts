@@ -15,11 +15,13 @@ export interface ConfigSummary {
   warnings: string[]
 }
 
-export function summarizeConfig(config: HactlConfig, opts: {cwd?: string; home?: string; checkFiles?: boolean} = {}): ConfigSummary {
-  const roles = Object.fromEntries(ROLES.map((r) => [r, config.nodes.filter((n) => n.roles.includes(r)).map((n) => n.name)])) as Record<
-    Role,
-    string[]
-  >
+export function summarizeConfig(
+  config: HactlConfig,
+  opts: {cwd?: string; home?: string; checkFiles?: boolean} = {},
+): ConfigSummary {
+  const roles = Object.fromEntries(
+    ROLES.map((r) => [r, config.nodes.filter((n) => n.roles.includes(r)).map((n) => n.name)]),
+  ) as Record<Role, string[]>
   const cwd = opts.cwd ?? process.cwd()
   const rel = path.relative(cwd, config.file)
   return {
@@ -34,14 +36,20 @@ export function summarizeConfig(config: HactlConfig, opts: {cwd?: string; home?:
 }
 
 /** Things that parse but will bite: checked by `hactl config validate`, never fatal. */
-export function configWarnings(config: HactlConfig, opts: {home?: string; checkFiles?: boolean} = {}): string[] {
+export function configWarnings(
+  config: HactlConfig,
+  opts: {home?: string; checkFiles?: boolean} = {},
+): string[] {
   const out: string[] = []
   const count = (r: Role) => config.nodes.filter((n) => n.roles.includes(r)).length
   if (config.etcd.endpoints.length === 0 && count('etcd') === 0) {
-    out.push('no etcd: etcd.endpoints is empty and no node has the etcd role; commands that need etcd will fail')
+    out.push(
+      'no etcd: etcd.endpoints is empty and no node has the etcd role; commands that need etcd will fail',
+    )
   }
   if (count('asterisk') === 0) out.push('no node has the asterisk role')
-  if (count('kamailio') === 0) out.push('no node has the kamailio role; drains cannot take a box out of the dispatcher list')
+  if (count('kamailio') === 0)
+    out.push('no node has the kamailio role; drains cannot take a box out of the dispatcher list')
   const asterisks = count('asterisk')
   if (asterisks > 0 && config.asterisk.minInService >= asterisks) {
     out.push(
@@ -50,9 +58,16 @@ export function configWarnings(config: HactlConfig, opts: {home?: string; checkF
   }
   const nonRoot = [...new Set(config.nodes.map((n) => n.user).filter((u) => u !== 'root'))]
   if (nonRoot.length > 0 && !config.ssh.become) {
-    out.push(`ssh user ${nonRoot.join(', ')} is not root and ssh.become is false: service and file changes will fail; set ssh.become: true`)
+    out.push(
+      `ssh user ${nonRoot.join(', ')} is not root and ssh.become is false: service and file changes will fail; set ssh.become: true`,
+    )
   }
-  if (config.etcd.auth && !config.etcd.tls && etcdEndpoints(config).some((e) => e.startsWith('http://'))) {
+  const endpoints = etcdEndpoints(config)
+  if (
+    config.etcd.auth &&
+    !config.etcd.tls &&
+    (endpoints.length === 0 || endpoints.some((e) => e.startsWith('http://')))
+  ) {
     out.push('etcd.auth is set without TLS: the etcd password travels in clear text')
   }
   if (config.etcd.via === 'ssh' && count('etcd') === 0) {
@@ -60,15 +75,20 @@ export function configWarnings(config: HactlConfig, opts: {home?: string; checkF
   }
   if (opts.checkFiles !== false) {
     for (const f of config.ssh.identityFiles) {
-      if (!existsSync(expandHome(f, opts.home))) out.push(`ssh.identityFiles: ${f} does not exist on this machine`)
+      if (!existsSync(expandHome(f, opts.home)))
+        out.push(`ssh.identityFiles: ${f} does not exist on this machine`)
     }
-    if (config.ssh.strictHostKeyChecking === 'yes' && !existsSync(expandHome(config.ssh.knownHosts, opts.home))) {
+    if (
+      config.ssh.strictHostKeyChecking === 'yes' &&
+      !existsSync(expandHome(config.ssh.knownHosts, opts.home))
+    ) {
       out.push(
         `ssh.knownHosts ${config.ssh.knownHosts} does not exist and strictHostKeyChecking is yes: every host will be refused until you add their keys (ssh-keyscan), or set strictHostKeyChecking: accept-new`,
       )
     }
     for (const [k, f] of Object.entries(config.etcd.tls ?? {})) {
-      if (f && !existsSync(expandHome(f, opts.home))) out.push(`etcd.tls.${k}: ${f} does not exist on this machine`)
+      if (f && !existsSync(expandHome(f, opts.home)))
+        out.push(`etcd.tls.${k}: ${f} does not exist on this machine`)
     }
   }
   return out

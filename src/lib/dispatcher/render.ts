@@ -109,7 +109,7 @@ export function computeWeights(boxes: readonly {name: string; weight?: number}[]
     const leftover = rest - each * unweighted.length
     for (const b of explicit) out.set(b.name, {name: b.name, weight: b.weight!, source: 'explicit'})
     unweighted.forEach((b, i) =>
-      out.set(b.name, {name: b.name, weight: each + (i === unweighted.length - 1 ? leftover : 0), source: 'share'}),
+      out.set(b.name, {name: b.name, weight: each + (i === 0 ? leftover : 0), source: 'share'}),
     )
   } else {
     warnings.push(

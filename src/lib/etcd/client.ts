@@ -51,14 +51,27 @@ export class EtcdUnreachableError extends HactlError {
   /** Set when the request ran into `etcd.timeout`. */
   readonly timeoutName?: string
 
-  constructor(endpoints: string[], detail: string, opts: {timedOut?: boolean; timeoutMs?: number; via?: 'direct' | 'ssh'; cause?: unknown} = {}) {
+  constructor(
+    endpoints: string[],
+    detail: string,
+    opts: {timedOut?: boolean; timeoutMs?: number; via?: 'direct' | 'ssh'; cause?: unknown} = {},
+  ) {
     const suggestions = ['see which members answer: hactl status']
-    if (opts.timedOut) suggestions.push(`raise etcd.timeout in hactl.yaml${opts.timeoutMs === undefined ? '' : ` (now ${formatMs(opts.timeoutMs)})`} if etcd is just slow`)
-    if (opts.via !== 'ssh') suggestions.push('if etcd is not reachable from this machine, tunnel it through SSH: set etcd.via: ssh in hactl.yaml')
-    super(`etcd unreachable at ${endpoints.join(', ') || '(no endpoints)'}${opts.via === 'ssh' ? ' (via ssh)' : ''}: ${detail}`, {
-      suggestions,
-      cause: opts.cause,
-    })
+    if (opts.timedOut)
+      suggestions.push(
+        `raise etcd.timeout in hactl.yaml${opts.timeoutMs === undefined ? '' : ` (now ${formatMs(opts.timeoutMs)})`} if etcd is just slow`,
+      )
+    if (opts.via !== 'ssh')
+      suggestions.push(
+        'if etcd is not reachable from this machine, tunnel it through SSH: set etcd.via: ssh in hactl.yaml',
+      )
+    super(
+      `etcd unreachable at ${endpoints.join(', ') || '(no endpoints)'}${opts.via === 'ssh' ? ' (via ssh)' : ''}: ${detail}`,
+      {
+        suggestions,
+        cause: opts.cause,
+      },
+    )
     if (opts.timedOut) this.timeoutName = 'etcd.timeout'
     this.endpoints = endpoints
   }
@@ -66,7 +79,7 @@ export class EtcdUnreachableError extends HactlError {
 
 /** etcd answered but refused: wrong credentials, permission denied, or a request it rejects. Exit 1. */
 export class EtcdRequestError extends HactlError {
-  readonly kind: 'etcd-auth' | 'etcd-permission' | 'etcd-error'
+  readonly kind: 'etcd-auth' | 'etcd-permission' | 'etcd-tls' | 'etcd-error'
 
   constructor(kind: EtcdRequestError['kind'], message: string, suggestions: string[] = [], cause?: unknown) {
     super(message, {suggestions, cause})
@@ -93,13 +106,18 @@ interface Forwarder {
 export async function openEtcd(config: HactlConfig, opts: OpenEtcdOptions = {}): Promise<EtcdHandle> {
   const endpoints = opts.endpoints ?? etcdEndpoints(config)
   if (endpoints.length === 0) {
-    throw new ConfigError(`${config.file}: no etcd endpoints: no node has the etcd role and etcd.endpoints is empty`, {
-      suggestions: ['add the etcd role to the nodes that run etcd, or list etcd.endpoints in hactl.yaml'],
-    })
+    throw new ConfigError(
+      `${config.file}: no etcd endpoints: no node has the etcd role and etcd.endpoints is empty`,
+      {
+        suggestions: ['add the etcd role to the nodes that run etcd, or list etcd.endpoints in hactl.yaml'],
+      },
+    )
   }
   for (const e of endpoints) parseEndpoint(e)
   if (config.etcd.via === 'ssh' && !opts.tunnel) {
-    throw new HactlError('etcd.via is ssh, but no SSH tunnel was given to openEtcd (a bug in the calling command)')
+    throw new HactlError(
+      'etcd.via is ssh, but no SSH tunnel was given to openEtcd (a bug in the calling command)',
+    )
   }
   const via: 'direct' | 'ssh' = opts.tunnel ? 'ssh' : 'direct'
   const timeoutMs = config.etcd.timeout
@@ -128,23 +146,25 @@ export async function openEtcd(config: HactlConfig, opts: OpenEtcdOptions = {}):
     return fw.localUrl
   }
 
-  const baseOptions = (hosts: string[], attemptMs: number): IOptions => {
+  /** serverName: the host the TLS certificate must name (the real member, not the forwarder). */
+  const baseOptions = (hosts: string[], attemptMs: number, serverName: string | undefined): IOptions => {
     const grpcOptions: Record<string, string | number> = {
       // Fail fast and retry soon: an operator is waiting, and agents must notice etcd coming back.
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 2000,
     }
-    if (opts.tunnel && secure) {
-      // The client connects to 127.0.0.1 but must verify the certificate of the real member.
-      const first = endpoints[0]
-      if (first) grpcOptions['grpc.ssl_target_name_override'] = parseEndpoint(first).host
-    }
+    // Through a tunnel the client connects to 127.0.0.1 but must verify the certificate of the
+    // real member. grpc takes one name per client: the multi-member client uses the first
+    // endpoint's (certificates must name it, e.g. one certificate with every member's name).
+    if (opts.tunnel && secure && serverName) grpcOptions['grpc.ssl_target_name_override'] = serverName
     return {
       hosts,
       dialTimeout: timeoutMs,
       grpcOptions,
       ...(credentials ? {credentials} : {}),
-      ...(config.etcd.auth ? {auth: {username: config.etcd.auth.username, password: config.etcd.auth.password}} : {}),
+      ...(config.etcd.auth
+        ? {auth: {username: config.etcd.auth.username, password: config.etcd.auth.password}}
+        : {}),
       // Unary calls get a deadline; streams (watch, lease keep-alive) live as long as they must.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : {deadline: Date.now() + attemptMs}),
     }
@@ -153,7 +173,11 @@ export async function openEtcd(config: HactlConfig, opts: OpenEtcdOptions = {}):
   const localHosts = await Promise.all(endpoints.map((e) => localUrlFor(e)))
   const client = new mod.Etcd3({
     // Half of etcd.timeout per attempt leaves time to retry on another member when one hangs.
-    ...baseOptions(localHosts, Math.max(Math.min(1000, timeoutMs), Math.floor(timeoutMs / 2))),
+    ...baseOptions(
+      localHosts,
+      Math.max(Math.min(1000, timeoutMs), Math.floor(timeoutMs / 2)),
+      endpoints[0] === undefined ? undefined : parseEndpoint(endpoints[0]).host,
+    ),
     faultHandling: {
       host: () => shortCircuitBreaker(mod),
       watchBackoff: backoff(200, 5000),
@@ -168,16 +192,26 @@ export async function openEtcd(config: HactlConfig, opts: OpenEtcdOptions = {}):
     via,
     async call(what, fn, callOpts = {}) {
       const ms = callOpts.timeoutMs ?? timeoutMs
-      return withTimeout(Promise.resolve().then(() => fn(client)), ms, () => new EtcdUnreachableError(endpoints, `no answer within ${formatMs(ms)} (etcd.timeout) while ${what}${tunnelDetail(tunnelErrors)}`, {timedOut: true, timeoutMs: ms, via})).catch(
-        (error: unknown) => {
-          throw translateEtcdError(error, {endpoints, what, via, timeoutMs: ms, config, tunnelErrors, mod})
-        },
-      )
+      return withTimeout(
+        Promise.resolve().then(() => fn(client)),
+        ms,
+        () =>
+          new EtcdUnreachableError(
+            endpoints,
+            `no answer within ${formatMs(ms)} (etcd.timeout) while ${what}${tunnelDetail(tunnelErrors)}`,
+            {timedOut: true, timeoutMs: ms, via},
+          ),
+      ).catch((error: unknown) => {
+        throw translateEtcdError(error, {endpoints, what, via, timeoutMs: ms, config, tunnelErrors, mod})
+      })
     },
     async memberClient(url) {
       parseEndpoint(url)
       const local = await localUrlFor(url)
-      const c = new mod.Etcd3({...baseOptions([local], timeoutMs), faultHandling: {host: () => noopPolicy(), global: noopPolicy()}})
+      const c = new mod.Etcd3({
+        ...baseOptions([local], timeoutMs, parseEndpoint(url).host),
+        faultHandling: {host: () => noopPolicy(), global: noopPolicy()},
+      })
       return {
         client: c,
         async close() {
@@ -211,7 +245,15 @@ export async function openEtcd(config: HactlConfig, opts: OpenEtcdOptions = {}):
  */
 export function translateEtcdError(
   error: unknown,
-  ctx: {endpoints: string[]; what: string; via?: 'direct' | 'ssh'; timeoutMs?: number; config?: HactlConfig; tunnelErrors?: Map<string, string>; mod?: Etcd3Module},
+  ctx: {
+    endpoints: string[]
+    what: string
+    via?: 'direct' | 'ssh'
+    timeoutMs?: number
+    config?: HactlConfig
+    tunnelErrors?: Map<string, string>
+    mod?: Etcd3Module
+  },
 ): HactlError {
   if (error instanceof HactlError) return error
   const err = error instanceof Error ? error : new Error(String(error))
@@ -219,37 +261,83 @@ export function translateEtcdError(
   const m = ctx.mod ?? loadedModule
   const user = ctx.config?.etcd.auth?.username
   if (m && err instanceof m.EtcdAuthenticationFailedError) {
-    return new EtcdRequestError('etcd-auth', `etcd refused the credentials of user "${user ?? '?'}" (etcd.auth) while ${ctx.what}`, ['check etcd.auth.username and etcd.auth.password in hactl.yaml'], err)
+    return new EtcdRequestError(
+      'etcd-auth',
+      `etcd refused the credentials of user "${user ?? '?'}" (etcd.auth) while ${ctx.what}`,
+      ['check etcd.auth.username and etcd.auth.password in hactl.yaml'],
+      err,
+    )
   }
   if ((m && err instanceof m.EtcdPermissionDeniedError) || /permission denied/i.test(msg)) {
     return new EtcdRequestError(
       'etcd-permission',
       `etcd denied ${ctx.what}: permission denied${user ? ` for user "${user}"` : ''}`,
-      [user ? `grant the user's role access to the hactl prefixes: etcdctl role grant-permission ...` : 'etcd has auth enabled: set etcd.auth (username, password) in hactl.yaml'],
+      [
+        user
+          ? `grant the user's role access to the hactl prefixes: etcdctl role grant-permission ...`
+          : 'etcd has auth enabled: set etcd.auth (username, password) in hactl.yaml',
+      ],
       err,
     )
   }
   if ((m && err instanceof m.GRPCUnauthenticatedError) || /user name is empty|auth.*required/i.test(msg)) {
-    return new EtcdRequestError('etcd-auth', `etcd wants credentials for ${ctx.what}: ${msg}`, ['etcd has auth enabled: set etcd.auth (username, password) in hactl.yaml'], err)
+    return new EtcdRequestError(
+      'etcd-auth',
+      `etcd wants credentials for ${ctx.what}: ${msg}`,
+      ['etcd has auth enabled: set etcd.auth (username, password) in hactl.yaml'],
+      err,
+    )
+  }
+  if (/SSL routines|certificate|altnames|self[- ]signed|wrong version number/i.test(err.message)) {
+    const alert = /alert ([a-z ]+?)(?::|$)/i.exec(err.message)?.[1]
+    const detail = alert ? `TLS alert "${alert}" from the server` : msg
+    return new EtcdRequestError(
+      'etcd-tls',
+      `TLS with etcd at ${ctx.endpoints.join(', ')} failed: ${detail} (while ${ctx.what})`,
+      [
+        alert && /certificate/.test(alert)
+          ? 'etcd wants a client certificate it trusts: set etcd.tls.cert and etcd.tls.key in hactl.yaml'
+          : 'check etcd.tls.ca (the CA that signed the etcd server certificates) and the endpoint host names in hactl.yaml',
+      ],
+      err,
+    )
   }
   if ((m && err instanceof m.GRPCDeadlineExceededError) || /DEADLINE_EXCEEDED/.test(err.message)) {
     const within = ctx.timeoutMs === undefined ? msg : `no answer within ${formatMs(ctx.timeoutMs)}`
-    return new EtcdUnreachableError(ctx.endpoints, `${within} (etcd.timeout) while ${ctx.what}${ctx.tunnelErrors ? tunnelDetail(ctx.tunnelErrors) : ''}`, {
-      timedOut: true,
-      ...(ctx.timeoutMs === undefined ? {} : {timeoutMs: ctx.timeoutMs}),
-      via: ctx.via,
-      cause: err,
-    })
+    return new EtcdUnreachableError(
+      ctx.endpoints,
+      `${within} (etcd.timeout) while ${ctx.what}${ctx.tunnelErrors ? tunnelDetail(ctx.tunnelErrors) : ''}`,
+      {
+        timedOut: true,
+        ...(ctx.timeoutMs === undefined ? {} : {timeoutMs: ctx.timeoutMs}),
+        via: ctx.via,
+        cause: err,
+      },
+    )
   }
   const unreachable =
-    (m && (err instanceof m.GRPCUnavailableError || err instanceof m.GRPCDeadlineExceededError || err instanceof m.GRPCCancelledError || err instanceof m.ClientClosedError)) ||
+    (m &&
+      (err instanceof m.GRPCUnavailableError ||
+        err instanceof m.GRPCDeadlineExceededError ||
+        err instanceof m.GRPCCancelledError ||
+        err instanceof m.ClientClosedError)) ||
     err.name === 'BrokenCircuitError' ||
-    /UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|No connection established|Deadline exceeded|circuit/i.test(err.message)
+    /UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|No connection established|Deadline exceeded|circuit/i.test(
+      err.message,
+    )
   if (unreachable) {
-    return new EtcdUnreachableError(ctx.endpoints, `${msg}${ctx.tunnelErrors ? tunnelDetail(ctx.tunnelErrors) : ''} (while ${ctx.what})`, {via: ctx.via, cause: err})
+    return new EtcdUnreachableError(
+      ctx.endpoints,
+      `${msg}${ctx.tunnelErrors ? tunnelDetail(ctx.tunnelErrors) : ''} (while ${ctx.what})`,
+      {via: ctx.via, cause: err},
+    )
   }
   if (/no leader|leader changed|too many requests|timed out/i.test(msg)) {
-    return new EtcdUnreachableError(ctx.endpoints, `${msg} (while ${ctx.what}); the cluster may have lost quorum`, {via: ctx.via, cause: err})
+    return new EtcdUnreachableError(
+      ctx.endpoints,
+      `${msg} (while ${ctx.what}); the cluster may have lost quorum`,
+      {via: ctx.via, cause: err},
+    )
   }
   return new EtcdRequestError('etcd-error', `etcd: ${ctx.what} failed: ${msg}`, [], err)
 }
@@ -300,7 +388,9 @@ export function parseEndpoint(url: string): {protocol: 'http:' | 'https:'; host:
   try {
     u = new URL(url)
   } catch {
-    throw new ConfigError(`not an etcd client URL: ${JSON.stringify(url)}`, {suggestions: ['use URLs such as http://10.0.0.1:2379']})
+    throw new ConfigError(`not an etcd client URL: ${JSON.stringify(url)}`, {
+      suggestions: ['use URLs such as http://10.0.0.1:2379'],
+    })
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
     throw new ConfigError(`etcd client URL ${url}: expected http:// or https://`)
@@ -321,7 +411,9 @@ function readTlsFiles(config: HactlConfig): IOptions['credentials'] | undefined 
     try {
       return readFileSync(expandHome(file))
     } catch (error) {
-      throw new ConfigError(`${config.file}: cannot read etcd.tls.${name} ${file}: ${(error as Error).message}`)
+      throw new ConfigError(
+        `${config.file}: cannot read etcd.tls.${name} ${file}: ${(error as Error).message}`,
+      )
     }
   }
   const ca = read('ca', tls.ca)
@@ -339,7 +431,12 @@ function readTlsFiles(config: HactlConfig): IOptions['credentials'] | undefined 
  * A local TCP server on 127.0.0.1:0 whose connections are piped to tunnel(host, port).
  * grpc connects to it as if it were the member.
  */
-async function startForwarder(url: string, tunnel: EtcdTunnel, timeoutMs: number, onError: (e: Error) => void): Promise<Forwarder> {
+async function startForwarder(
+  url: string,
+  tunnel: EtcdTunnel,
+  timeoutMs: number,
+  onError: (e: Error) => void,
+): Promise<Forwarder> {
   const net = await import('node:net')
   const {protocol, host, port} = parseEndpoint(url)
   const sockets = new Set<Socket>()
@@ -436,7 +533,10 @@ function shortCircuitBreaker(mod: Etcd3Module): FaultPolicy {
 }
 
 function noopPolicy(): FaultPolicy {
-  return {execute: async <T>(fn: (ctx: {signal: AbortSignal}) => PromiseLike<T> | T) => fn({signal: new AbortController().signal})} as unknown as FaultPolicy
+  return {
+    execute: async <T>(fn: (ctx: {signal: AbortSignal}) => PromiseLike<T> | T) =>
+      fn({signal: new AbortController().signal}),
+  } as unknown as FaultPolicy
 }
 
 /** Exponential backoff for watch reconnects, minMs doubling up to maxMs. */

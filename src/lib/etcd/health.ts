@@ -42,15 +42,25 @@ export interface EtcdClusterHealth {
  * list. A member that is down or hangs shows as unhealthy with its error; it never holds up the
  * others. Throws EtcdUnreachableError only when no member answers the member list.
  */
-export async function etcdClusterHealth(handle: EtcdHandle, opts: {timeoutMs?: number} = {}): Promise<EtcdClusterHealth> {
+export async function etcdClusterHealth(
+  handle: EtcdHandle,
+  opts: {timeoutMs?: number} = {},
+): Promise<EtcdClusterHealth> {
   const timeoutMs = opts.timeoutMs ?? handle.timeoutMs
   const list = await handle.call('listing etcd members', (c) => c.cluster.memberList({}), {timeoutMs})
 
   const alarmsP = handle
-    .call('reading etcd alarms', (c) => c.maintenance.alarm({action: 'Get', memberID: 0, alarm: 'None'}), {timeoutMs})
+    .call('reading etcd alarms', (c) => c.maintenance.alarm({action: 'Get', memberID: 0, alarm: 'None'}), {
+      timeoutMs,
+    })
     .then(
-      (res) => ({alarms: (res.alarms ?? []).map((a) => ({memberId: hexId(a.memberID), alarm: String(a.alarm)}))}),
-      (error: unknown) => ({alarms: [] as EtcdClusterHealth['alarms'], alarmsError: (error as Error).message}),
+      (res) => ({
+        alarms: (res.alarms ?? []).map((a) => ({memberId: hexId(a.memberID), alarm: String(a.alarm)})),
+      }),
+      (error: unknown) => ({
+        alarms: [] as EtcdClusterHealth['alarms'],
+        alarmsError: (error as Error).message,
+      }),
     )
 
   const statuses = await Promise.all(
@@ -58,7 +68,11 @@ export async function etcdClusterHealth(handle: EtcdHandle, opts: {timeoutMs?: n
       const url = pickClientUrl(m.clientURLs, handle.endpoints)
       if (!url) return {url, error: 'not started (no client URL yet)'}
       try {
-        const status = await withTimeout(askStatus(handle, url), timeoutMs, () => new Error(`no answer within ${formatMs(timeoutMs)} (etcd.timeout)`))
+        const status = await withTimeout(
+          askStatus(handle, url),
+          timeoutMs,
+          () => new Error(`no answer within ${formatMs(timeoutMs)} (etcd.timeout)`),
+        )
         return {url, status}
       } catch (error) {
         return {url, error: shortError(error)}
@@ -95,7 +109,8 @@ export async function etcdClusterHealth(handle: EtcdHandle, opts: {timeoutMs?: n
       dbSize: Number(st.dbSize),
     }
     let error: string | undefined
-    if (st.header?.member_id && st.header.member_id !== m.ID) error = `${s.url} answered as member ${hexId(st.header.member_id)}, not ${hexId(m.ID)}`
+    if (st.header?.member_id && st.header.member_id !== m.ID)
+      error = `${s.url} answered as member ${hexId(st.header.member_id)}, not ${hexId(m.ID)}`
     else if (!st.leader || st.leader === '0') error = 'no leader'
     else if (st.errors && st.errors.length > 0) error = st.errors.join('; ')
     return {...base, ...facts, healthy: error === undefined, ...(error ? {error} : {})}
@@ -127,7 +142,11 @@ function pickClientUrl(urls: string[] | undefined, configured: string[]): string
   if (!urls || urls.length === 0) return undefined
   const norm = (u: string) => u.replace(/\/+$/, '')
   const known = new Set(configured.map(norm))
-  return urls.find((u) => known.has(norm(u))) ?? urls.find((u) => !/\/\/(localhost|127\.|\[::1\])/.test(u)) ?? urls[0]
+  return (
+    urls.find((u) => known.has(norm(u))) ??
+    urls.find((u) => !/\/\/(localhost|127\.|\[::1\])/.test(u)) ??
+    urls[0]
+  )
 }
 
 function shortError(error: unknown): string {

@@ -100,7 +100,11 @@ export async function acquireClusterLock(handle: EtcdHandle, opts: AcquireLockOp
       }
       const leaseId = await lease.grant()
       const res = await handle.call('taking the cluster lock', (c) =>
-        c.if(opts.key, 'Create', '==', 0).then(c.put(opts.key).value(value).lease(leaseId)).else(c.get(opts.key)).commit(),
+        c
+          .if(opts.key, 'Create', '==', 0)
+          .then(c.put(opts.key).value(value).lease(leaseId))
+          .else(c.get(opts.key))
+          .commit(),
       )
       if (res.succeeded) return heldLock(handle, opts, lease, leaseId, holder, ttl)
 
@@ -125,7 +129,14 @@ export async function acquireClusterLock(handle: EtcdHandle, opts: AcquireLockOp
   }
 }
 
-function heldLock(handle: EtcdHandle, opts: AcquireLockOptions, lease: Lease, leaseId: string, holder: LockHolder, ttl: number): ClusterLock {
+function heldLock(
+  handle: EtcdHandle,
+  opts: AcquireLockOptions,
+  lease: Lease,
+  leaseId: string,
+  holder: LockHolder,
+  ttl: number,
+): ClusterLock {
   let lost = false
   let released: Promise<void> | undefined
   lease.on('lost', (err) => {
@@ -139,7 +150,10 @@ function heldLock(handle: EtcdHandle, opts: AcquireLockOptions, lease: Lease, le
       try {
         await handle.call('releasing the cluster lock', () => lease.revoke())
       } catch (error) {
-        throw new HactlError(`could not release the cluster lock ${opts.key}: ${(error as Error).message}; it expires by itself within ${ttl}s`, {cause: error})
+        throw new HactlError(
+          `could not release the cluster lock ${opts.key}: ${(error as Error).message}; it expires by itself within ${ttl}s`,
+          {cause: error},
+        )
       }
     })()
     return released
@@ -156,13 +170,26 @@ function heldLock(handle: EtcdHandle, opts: AcquireLockOptions, lease: Lease, le
   }
 }
 
-function lockedError(key: string, holder: LockHolder | undefined, raw: string, ctx: {waitedMs: number; ttl: number}): ClusterLockedError {
+function lockedError(
+  key: string,
+  holder: LockHolder | undefined,
+  raw: string,
+  ctx: {waitedMs: number; ttl: number},
+): ClusterLockedError {
   const who = describeHolder(holder, raw)
-  const message = ctx.waitedMs > 0 ? `the cluster is still locked after waiting ${formatMs(ctx.waitedMs)} (--wait-lock): ${who}` : `the cluster is ${who}`
+  const message =
+    ctx.waitedMs > 0
+      ? `the cluster is still locked after waiting ${formatMs(ctx.waitedMs)} (--wait-lock): ${who}`
+      : `the cluster is ${who}`
   const suggestions =
     ctx.waitedMs > 0
-      ? [`wait longer: --wait-lock 15m, or ask ${holder ? `${holder.user}@${holder.host}` : 'the holder'} what is running`]
-      : ['wait for it: run the command again with --wait-lock 5m', `if that run crashed, its lock expires by itself within ${ctx.ttl}s of the crash`]
+      ? [
+          `wait longer: --wait-lock 15m, or ask ${holder ? `${holder.user}@${holder.host}` : 'the holder'} what is running`,
+        ]
+      : [
+          'wait for it: run the command again with --wait-lock 5m',
+          `if that run crashed, its lock expires by itself within ${ctx.ttl}s of the crash`,
+        ]
   return new ClusterLockedError(message, {...(holder ? {holder} : {}), raw, suggestions})
 }
 
@@ -178,7 +205,8 @@ function clock(iso: string, now = new Date()): string {
   if (Number.isNaN(d.getTime())) return iso
   const p = (n: number) => String(n).padStart(2, '0')
   const time = `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`
-  const sameDay = d.getFullYear() === now.getFullYear() && d.getMonth() === now.getMonth() && d.getDate() === now.getDate()
+  const sameDay =
+    d.getFullYear() === now.getFullYear() && d.getMonth() === now.getMonth() && d.getDate() === now.getDate()
   return sameDay ? time : `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${time}`
 }
 

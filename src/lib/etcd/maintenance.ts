@@ -56,7 +56,13 @@ export function parseMarks(kvs: Record<string, string>, prefix: string): Mainten
     const name = key.slice(p.length)
     const res = parseJson(raw, maintenanceMarkSchema)
     if (!res.ok) marks.invalid.push({key, name, error: res.error, raw: clip(raw)})
-    else if (res.value.node !== name) marks.invalid.push({key, name, error: `the value names node "${res.value.node}", the key "${name}"`, raw: clip(raw)})
+    else if (res.value.node !== name)
+      marks.invalid.push({
+        key,
+        name,
+        error: `the value names node "${res.value.node}", the key "${name}"`,
+        raw: clip(raw),
+      })
     else marks.push(res.value)
   }
   return marks
@@ -74,7 +80,11 @@ export interface SetMarkInput {
 }
 
 /** Write (or overwrite) the mark of one node; returns what was stored. */
-export async function setMark(handle: EtcdHandle, prefix: string, input: SetMarkInput): Promise<MaintenanceMark> {
+export async function setMark(
+  handle: EtcdHandle,
+  prefix: string,
+  input: SetMarkInput,
+): Promise<MaintenanceMark> {
   const id = localIdentity()
   const candidate = {
     node: input.node,
@@ -87,21 +97,36 @@ export async function setMark(handle: EtcdHandle, prefix: string, input: SetMark
   const res = maintenanceMarkSchema.safeParse(candidate)
   if (!res.success) {
     const issue = res.error.issues[0]
-    throw new UserError(`invalid maintenance mark for ${JSON.stringify(input.node)}: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'}`)
+    throw new UserError(
+      `invalid maintenance mark for ${JSON.stringify(input.node)}: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'}`,
+    )
   }
   const mark = res.data
-  await handle.call(`setting the maintenance mark of ${mark.node}`, (c) => c.put(withSlash(prefix) + mark.node).value(JSON.stringify(mark)).exec())
+  await handle.call(`setting the maintenance mark of ${mark.node}`, (c) =>
+    c
+      .put(withSlash(prefix) + mark.node)
+      .value(JSON.stringify(mark))
+      .exec(),
+  )
   return mark
 }
 
 /** Remove the mark of one node. Resolves true when there was one. */
 export async function clearMark(handle: EtcdHandle, prefix: string, node: string): Promise<boolean> {
   if (!NODE_NAME_RE.test(node)) throw new UserError(`not a node name: ${JSON.stringify(node)}`)
-  const res = await handle.call(`clearing the maintenance mark of ${node}`, (c) => c.delete().key(withSlash(prefix) + node).exec())
+  const res = await handle.call(`clearing the maintenance mark of ${node}`, (c) =>
+    c
+      .delete()
+      .key(withSlash(prefix) + node)
+      .exec(),
+  )
   return Number(res.deleted) > 0
 }
 
-export function parseJson<T extends z.ZodType>(raw: string, schema: T): {ok: true; value: z.output<T>} | {ok: false; error: string} {
+export function parseJson<T extends z.ZodType>(
+  raw: string,
+  schema: T,
+): {ok: true; value: z.output<T>} | {ok: false; error: string} {
   let data: unknown
   try {
     data = JSON.parse(raw)
@@ -111,7 +136,10 @@ export function parseJson<T extends z.ZodType>(raw: string, schema: T): {ok: tru
   const res = schema.safeParse(data)
   if (res.success) return {ok: true, value: res.data}
   const issue = res.error.issues[0]
-  return {ok: false, error: issue ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}` : 'invalid'}
+  return {
+    ok: false,
+    error: issue ? `${issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''}${issue.message}` : 'invalid',
+  }
 }
 
 function clip(s: string): string {

@@ -51,7 +51,14 @@ export function parseRegistrations(kvs: IKeyValue[], prefix: string): Registrati
     const raw = kv.value.toString()
     const name = key.slice(p.length)
     if (!NODE_NAME_RE.test(name)) {
-      out.invalid.push({key, name, error: name.includes('/') ? 'not a registration key (nested path; the etcd v2 layout?)' : 'not a valid box name', raw: raw.slice(0, 200)})
+      out.invalid.push({
+        key,
+        name,
+        error: name.includes('/')
+          ? 'not a registration key (nested path; the etcd v2 layout?)'
+          : 'not a valid box name',
+        raw: raw.slice(0, 200),
+      })
       continue
     }
     const res = parseJson(raw, registrationValueSchema)
@@ -114,9 +121,13 @@ export interface Announcement {
  * the options are checked.
  */
 export function announce(handle: EtcdHandle, opts: AnnounceOptions): Announcement {
-  if (!NODE_NAME_RE.test(opts.name)) throw new UserError(`not a valid box name: ${JSON.stringify(opts.name)}`, ['use lower-case letters, digits and "-"'])
+  if (!NODE_NAME_RE.test(opts.name))
+    throw new UserError(`not a valid box name: ${JSON.stringify(opts.name)}`, [
+      'use lower-case letters, digits and "-"',
+    ])
   const ttl = opts.ttlSeconds ?? DEFAULT_REGISTRATION_TTL
-  if (!Number.isInteger(ttl) || ttl < 1) throw new UserError(`the TTL must be a whole number of seconds, at least 1 (got ${ttl})`)
+  if (!Number.isInteger(ttl) || ttl < 1)
+    throw new UserError(`the TTL must be a whole number of seconds, at least 1 (got ${ttl})`)
   const value = registrationValueSchema.safeParse({
     ip: opts.ip,
     ...(opts.port === undefined ? {} : {port: opts.port}),
@@ -124,7 +135,9 @@ export function announce(handle: EtcdHandle, opts: AnnounceOptions): Announcemen
   })
   if (!value.success) {
     const issue = value.error.issues[0]
-    throw new UserError(`invalid registration for ${opts.name}: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'}`)
+    throw new UserError(
+      `invalid registration for ${opts.name}: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'}`,
+    )
   }
   const key = withSlash(opts.prefix) + opts.name
   const json = JSON.stringify(value.data)
@@ -166,13 +179,21 @@ export function announce(handle: EtcdHandle, opts: AnnounceOptions): Announcemen
       current = undefined
       registered = false
       leaseId = undefined
-      emit({type: 'lease-lost', message: `lease lost for ${key}: ${short(err)}; registering again`, error: short(err)})
+      emit({
+        type: 'lease-lost',
+        message: `lease lost for ${key}: ${short(err)}; registering again`,
+        error: short(err),
+      })
       schedule(0)
     })
     lease.on('keepaliveFailed', (err) => {
       if (lease !== current || stopped || failing) return
       failing = true
-      emit({type: 'keepalive-failed', message: `keep-alive for ${key} failed: ${short(err)}; retrying`, error: short(err)})
+      emit({
+        type: 'keepalive-failed',
+        message: `keep-alive for ${key} failed: ${short(err)}; retrying`,
+        error: short(err),
+      })
     })
     lease.on('keepaliveSucceeded', () => {
       if (lease !== current || stopped || !failing) return
@@ -188,7 +209,13 @@ export function announce(handle: EtcdHandle, opts: AnnounceOptions): Announcemen
       registered = true
       leaseId = hexId(id)
       delay = minMs
-      emit({type: 'registered', message: `registered ${key} = ${json} with lease ${leaseId} (TTL ${ttl}s)`, key, leaseId, ttlSeconds: ttl})
+      emit({
+        type: 'registered',
+        message: `registered ${key} = ${json} with lease ${leaseId} (TTL ${ttl}s)`,
+        key,
+        leaseId,
+        ttlSeconds: ttl,
+      })
       for (const w of waiters) w.resolve()
       waiters.clear()
     } catch (error) {
@@ -198,8 +225,17 @@ export function announce(handle: EtcdHandle, opts: AnnounceOptions): Announcemen
       current = undefined
       const wait = delay
       delay = Math.min(maxMs, delay * 2)
-      const detail = translateEtcdError(error, {endpoints: handle.endpoints, what: `registering ${key}`, via: handle.via}).message
-      emit({type: 'retry', message: `cannot register ${key}: ${detail}; retrying in ${formatMs(wait)}`, error: detail, inMs: wait})
+      const detail = translateEtcdError(error, {
+        endpoints: handle.endpoints,
+        what: `registering ${key}`,
+        via: handle.via,
+      }).message
+      emit({
+        type: 'retry',
+        message: `cannot register ${key}: ${detail}; retrying in ${formatMs(wait)}`,
+        error: detail,
+        inMs: wait,
+      })
       schedule(wait)
     }
   }
@@ -209,7 +245,8 @@ export function announce(handle: EtcdHandle, opts: AnnounceOptions): Announcemen
     stopped = true
     unregisterClose()
     if (retryTimer) clearTimeout(retryTimer)
-    for (const w of waiters) w.reject(new HactlError(`registration of ${key} stopped before it was registered`))
+    for (const w of waiters)
+      w.reject(new HactlError(`registration of ${key} stopped before it was registered`))
     waiters.clear()
     const lease = current
     current = undefined
@@ -219,10 +256,19 @@ export function announce(handle: EtcdHandle, opts: AnnounceOptions): Announcemen
       return
     }
     try {
-      await withTimeout(lease.revoke(), timeoutMs, () => new Error(`no answer within ${formatMs(timeoutMs)} (etcd.timeout)`))
+      await withTimeout(
+        lease.revoke(),
+        timeoutMs,
+        () => new Error(`no answer within ${formatMs(timeoutMs)} (etcd.timeout)`),
+      )
       emit({type: 'stopped', message: `revoked the lease of ${key}; it left etcd`, revoked: true})
     } catch (error) {
-      emit({type: 'stopped', message: `could not revoke the lease of ${key} (${short(error)}); it expires within ${ttl}s`, revoked: false, error: short(error)})
+      emit({
+        type: 'stopped',
+        message: `could not revoke the lease of ${key} (${short(error)}); it expires within ${ttl}s`,
+        revoked: false,
+        error: short(error),
+      })
     }
   }
 
@@ -295,7 +341,10 @@ export interface WatchRegistrationsOptions {
    * Called with the whole state: first when it has been read, then after every change (bursts
    * within debounceMs coalesce). Not called when a re-read finds nothing changed. Calls never overlap.
    */
-  onChange: (snapshot: RegistrationSnapshot, reason: 'initial' | 'change' | 'reconnect') => void | Promise<void>
+  onChange: (
+    snapshot: RegistrationSnapshot,
+    reason: 'initial' | 'change' | 'reconnect',
+  ) => void | Promise<void>
   onEvent?: (event: WatchEvent) => void
   debounceMs?: number
   retry?: {minMs: number; maxMs: number}
@@ -308,7 +357,10 @@ export interface RegistrationWatch {
 }
 
 /** Read both prefixes at one revision. */
-export async function readRegistrationSnapshot(handle: EtcdHandle, prefixes: readonly [string, string]): Promise<RegistrationSnapshot> {
+export async function readRegistrationSnapshot(
+  handle: EtcdHandle,
+  prefixes: readonly [string, string],
+): Promise<RegistrationSnapshot> {
   const [ap, mp] = [withSlash(prefixes[0]), withSlash(prefixes[1])]
   const res = await handle.call('reading registrations and maintenance marks', (c) =>
     c.kv.txn({
@@ -320,7 +372,11 @@ export async function readRegistrationSnapshot(handle: EtcdHandle, prefixes: rea
   const kvs = (i: number): IKeyValue[] => res.responses[i]?.response_range?.kvs ?? []
   const markKvs: Record<string, string> = {}
   for (const kv of kvs(1)) markKvs[kv.key.toString()] = kv.value.toString()
-  return {registrations: parseRegistrations(kvs(0), ap), marks: parseMarks(markKvs, mp), revision: res.header.revision}
+  return {
+    registrations: parseRegistrations(kvs(0), ap),
+    marks: parseMarks(markKvs, mp),
+    revision: res.header.revision,
+  }
 }
 
 /**
@@ -328,7 +384,10 @@ export async function readRegistrationSnapshot(handle: EtcdHandle, prefixes: rea
  * Survives etcd outages: the watch reconnects, the state is read again on reconnect, and a
  * failed read is retried with backoff. Nothing here throws after start.
  */
-export async function watchRegistrations(handle: EtcdHandle, opts: WatchRegistrationsOptions): Promise<RegistrationWatch> {
+export async function watchRegistrations(
+  handle: EtcdHandle,
+  opts: WatchRegistrationsOptions,
+): Promise<RegistrationWatch> {
   const prefixes = [withSlash(opts.prefixes[0]), withSlash(opts.prefixes[1])] as const
   const debounceMs = opts.debounceMs ?? 50
   const minMs = opts.retry?.minMs ?? 250
@@ -367,7 +426,12 @@ export async function watchRegistrations(handle: EtcdHandle, opts: WatchRegistra
           if (stopped) return
           delay = minMs
           ensureWatching(snap.revision)
-          const state = JSON.stringify({r: [...snap.registrations], ri: snap.registrations.invalid, m: [...snap.marks], mi: snap.marks.invalid})
+          const state = JSON.stringify({
+            r: [...snap.registrations],
+            ri: snap.registrations.invalid,
+            m: [...snap.marks],
+            mi: snap.marks.invalid,
+          })
           if (state !== lastState) {
             try {
               await opts.onChange(snap, lastState === undefined ? 'initial' : r)
@@ -380,8 +444,15 @@ export async function watchRegistrations(handle: EtcdHandle, opts: WatchRegistra
           if (stopped) return
           const wait = delay
           delay = Math.min(maxMs, delay * 2)
-          const what = String((error as Error)?.message).startsWith('the change handler failed') ? short(error) : `cannot read registrations: ${short(error)}`
-          emit({type: 'error', message: `${what}; retrying in ${formatMs(wait)}`, error: short(error), retryInMs: wait})
+          const what = String((error as Error)?.message).startsWith('the change handler failed')
+            ? short(error)
+            : `cannot read registrations: ${short(error)}`
+          emit({
+            type: 'error',
+            message: `${what}; retrying in ${formatMs(wait)}`,
+            error: short(error),
+            retryInMs: wait,
+          })
           if (!retryTimer) {
             retryTimer = setTimeout(() => {
               retryTimer = undefined
@@ -433,7 +504,11 @@ export async function watchRegistrations(handle: EtcdHandle, opts: WatchRegistra
         if (stopped) return
         if (connected) {
           connected = false
-          emit({type: 'disconnected', message: `watch disconnected: ${short(err)}; reconnecting`, error: short(err)})
+          emit({
+            type: 'disconnected',
+            message: `watch disconnected: ${short(err)}; reconnecting`,
+            error: short(err),
+          })
         }
       })
       w.on('error', (err) => {
@@ -457,7 +532,11 @@ export async function watchRegistrations(handle: EtcdHandle, opts: WatchRegistra
     if (debounceTimer) clearTimeout(debounceTimer)
     const ws = watchers
     watchers = []
-    await Promise.all(ws.map((w) => withTimeout(w.cancel(), handle.timeoutMs, () => new Error('cancel timed out')).catch(() => undefined)))
+    await Promise.all(
+      ws.map((w) =>
+        withTimeout(w.cancel(), handle.timeoutMs, () => new Error('cancel timed out')).catch(() => undefined),
+      ),
+    )
   }
   const unregisterClose = handle.onClose(stop)
 
@@ -479,5 +558,8 @@ export function prefixRangeEnd(prefix: string): Buffer {
 
 function short(error: unknown): string {
   const msg = error instanceof Error ? error.message : String(error)
-  return msg.replace(/ \(\d{4}-\d\d-\d\dT[^)]*\)/g, '').split('\n')[0]!.trim()
+  return msg
+    .replace(/ \(\d{4}-\d\d-\d\dT[^)]*\)/g, '')
+    .split('\n')[0]!
+    .trim()
 }

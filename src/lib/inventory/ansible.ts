@@ -1,6 +1,15 @@
 import {existsSync, readdirSync, readFileSync, statSync} from 'node:fs'
 import path from 'node:path'
-import {isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode, type YAMLMap} from 'yaml'
+import {
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  type Document,
+  type Node as YamlNode,
+  type YAMLMap,
+} from 'yaml'
 import {ConfigError, UserError, type SourcePosition} from '../errors.js'
 import {expandHostPattern, HostPatternError} from './host-pattern.js'
 
@@ -86,7 +95,8 @@ function addHost(
 }
 
 function addChild(inv: AnsibleInventory, parent: string, child: string, source: SourcePosition): void {
-  if (parent === child) throw new ConfigError(`group ${parent} cannot be a child of itself`, {position: source})
+  if (parent === child)
+    throw new ConfigError(`group ${parent} cannot be a child of itself`, {position: source})
   const p = ensureGroup(inv, parent)
   ensureGroup(inv, child)
   // Adding the edge must not make a loop: is parent reachable from child?
@@ -95,7 +105,9 @@ function addChild(inv: AnsibleInventory, parent: string, child: string, source: 
   while (stack.length > 0) {
     const g = stack.pop()!
     if (g === parent) {
-      throw new ConfigError(`making ${child} a child of ${parent} creates a loop of groups`, {position: source})
+      throw new ConfigError(`making ${child} a child of ${parent} creates a loop of groups`, {
+        position: source,
+      })
     }
     if (seen.has(g)) continue
     seen.add(g)
@@ -111,7 +123,8 @@ export function reconcileInventory(inv: AnsibleInventory): AnsibleInventory {
   const hasParent = new Set<string>()
   for (const g of inv.groups.values()) for (const c of g.children) hasParent.add(c)
   for (const g of inv.groups.values()) {
-    if (g.name !== 'all' && !hasParent.has(g.name) && !all.children.includes(g.name)) all.children.push(g.name)
+    if (g.name !== 'all' && !hasParent.has(g.name) && !all.children.includes(g.name))
+      all.children.push(g.name)
   }
   const inSomeGroup = new Set<string>()
   for (const g of inv.groups.values()) {
@@ -130,7 +143,11 @@ const SECTION_RE = /^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$/
 const GROUP_NAME_RE = /^([^:\]\s]+)\s*(?:#.*)?$/
 
 /** Parse an INI inventory into `inv` (a fresh one by default). */
-export function parseIniInventory(text: string, file: string, inv: AnsibleInventory = emptyInventory()): AnsibleInventory {
+export function parseIniInventory(
+  text: string,
+  file: string,
+  inv: AnsibleInventory = emptyInventory(),
+): AnsibleInventory {
   inv.files.push({file, format: 'ini'})
   let group = 'ungrouped'
   let state: 'hosts' | 'children' | 'vars' = 'hosts'
@@ -146,9 +163,12 @@ export function parseIniInventory(text: string, file: string, inv: AnsibleInvent
       group = section[1]!
       const kind = section[2] ?? 'hosts'
       if (kind !== 'hosts' && kind !== 'children' && kind !== 'vars') {
-        throw new ConfigError(`section [${group}:${kind}] has an unknown type "${kind}"; allowed: [${group}], [${group}:children], [${group}:vars]`, {
-          position,
-        })
+        throw new ConfigError(
+          `section [${group}:${kind}] has an unknown type "${kind}"; allowed: [${group}], [${group}:children], [${group}:vars]`,
+          {
+            position,
+          },
+        )
       }
       state = kind
       if (!inv.groups.has(group) && state === 'vars' && !pending.has(group)) {
@@ -157,13 +177,17 @@ export function parseIniInventory(text: string, file: string, inv: AnsibleInvent
       ensureGroup(inv, group, state === 'vars' ? undefined : position)
       const waiting = pending.get(group)
       if (waiting && state !== 'vars') {
-        if (waiting.state === 'children') for (const parent of waiting.parents) addChild(inv, parent, group, waiting.position)
+        if (waiting.state === 'children')
+          for (const parent of waiting.parents) addChild(inv, parent, group, waiting.position)
         pending.delete(group)
       }
       return
     }
     if (line.startsWith('[') && line.endsWith(']')) {
-      throw new ConfigError(`invalid section "${line}": a section is [group], [group:children] or [group:vars], with no spaces`, {position})
+      throw new ConfigError(
+        `invalid section "${line}": a section is [group], [group:children] or [group:vars], with no spaces`,
+        {position},
+      )
     }
     if (state === 'hosts') {
       const {tokens, error} = shlexSplit(line)
@@ -188,7 +212,13 @@ export function parseIniInventory(text: string, file: string, inv: AnsibleInvent
         throw error
       }
       for (const h of expanded.hosts) {
-        addHost(inv, group, h, expanded.port === undefined ? vars : {ansible_port: expanded.port, ...vars}, position)
+        addHost(
+          inv,
+          group,
+          h,
+          expanded.port === undefined ? vars : {ansible_port: expanded.port, ...vars},
+          position,
+        )
       }
     } else if (state === 'vars') {
       const eq = line.indexOf('=')
@@ -280,7 +310,8 @@ export function parseIniValue(v: string): unknown {
 
 function pythonLiteral(t: string): {ok: true; value: unknown} | {ok: false} {
   if (/^[-+]?(0|[1-9][0-9_]*)$/.test(t)) return {ok: true, value: Number(t.replace(/_/g, ''))}
-  if (/^[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$/.test(t) && /[.eE]/.test(t)) return {ok: true, value: Number(t)}
+  if (/^[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$/.test(t) && /[.eE]/.test(t))
+    return {ok: true, value: Number(t)}
   if (t === 'True') return {ok: true, value: true}
   if (t === 'False') return {ok: true, value: false}
   if (t === 'None') return {ok: true, value: null}
@@ -288,7 +319,10 @@ function pythonLiteral(t: string): {ok: true; value: unknown} | {ok: false} {
   if (q && !new RegExp(`(^|[^\\\\])${q[1]}`).test(q[2]!)) {
     return {
       ok: true,
-      value: q[2]!.replace(/\\(.)/g, (_, c: string) => ({n: '\n', t: '\t', r: '\r', '\\': '\\', "'": "'", '"': '"'})[c] ?? `\\${c}`),
+      value: q[2]!.replace(
+        /\\(.)/g,
+        (_, c: string) => ({n: '\n', t: '\t', r: '\r', '\\': '\\', "'": "'", '"': '"'})[c] ?? `\\${c}`,
+      ),
     }
   }
   return {ok: false}
@@ -298,11 +332,20 @@ function pythonLiteral(t: string): {ok: true; value: unknown} | {ok: false} {
 // YAML
 
 /** Parse a YAML (or JSON) inventory into `inv` (a fresh one by default). */
-export function parseYamlInventory(text: string, file: string, inv: AnsibleInventory = emptyInventory()): AnsibleInventory {
+export function parseYamlInventory(
+  text: string,
+  file: string,
+  inv: AnsibleInventory = emptyInventory(),
+): AnsibleInventory {
   inv.files.push({file, format: 'yaml'})
   const lc = new LineCounter()
   // PyYAML reads YAML 1.1: yes/no are booleans there, and duplicate keys are allowed (last wins).
-  const doc = parseDocument(text.replace(/^\uFEFF/, ''), {lineCounter: lc, version: '1.1', uniqueKeys: false, prettyErrors: false})
+  const doc = parseDocument(text.replace(/^\uFEFF/, ''), {
+    lineCounter: lc,
+    version: '1.1',
+    uniqueKeys: false,
+    prettyErrors: false,
+  })
   const pos = (n: unknown): SourcePosition => {
     const p = lc.linePos((n as YamlNode | null)?.range?.[0] ?? 0)
     return {file, line: p.line, column: p.col}
@@ -310,14 +353,18 @@ export function parseYamlInventory(text: string, file: string, inv: AnsibleInven
   const err = doc.errors[0]
   if (err) {
     const p = lc.linePos(err.pos[0])
-    throw new ConfigError(`invalid YAML: ${err.message.split('\n')[0]}`, {position: {file, line: p.line, column: p.col}})
+    throw new ConfigError(`invalid YAML: ${err.message.split('\n')[0]}`, {
+      position: {file, line: p.line, column: p.col},
+    })
   }
   const top = doc.contents
   if (top === null || (isScalar(top) && (top.value === null || top.value === ''))) {
     throw new ConfigError('the inventory is empty', {position: {file, line: 1, column: 1}})
   }
   if (!isMap(top)) {
-    throw new ConfigError('a YAML inventory is a mapping of groups (all:, then hosts:, vars:, children:)', {position: pos(top)})
+    throw new ConfigError('a YAML inventory is a mapping of groups (all:, then hosts:, vars:, children:)', {
+      position: pos(top),
+    })
   }
   if (top.items.some((p) => isScalar(p.key) && p.key.value === 'plugin')) {
     throw new ConfigError('this is the configuration of an inventory plugin, not an inventory', {
@@ -355,21 +402,31 @@ function parseYamlGroup(
   for (const pair of (data as YAMLMap).items) {
     const section = keyName(pair.key)
     let value = pair.value as unknown
-    if (isScalar(value) && typeof value.value === 'string' && (section === 'hosts' || section === 'children')) {
+    if (
+      isScalar(value) &&
+      typeof value.value === 'string' &&
+      (section === 'hosts' || section === 'children')
+    ) {
       // `hosts: web1` means one host, as in Ansible.
       value = doc.createNode({[value.value]: null})
       ;(value as YamlNode).range = (pair.value as YamlNode).range
     }
     if (value === null || (isScalar(value) && value.value === null)) continue
     if (section !== 'hosts' && section !== 'vars' && section !== 'children') {
-      inv.warnings.push(`${fmt(pos(pair.key))}: skipped key "${section}" in group ${name}: only hosts, vars and children are valid`)
+      inv.warnings.push(
+        `${fmt(pos(pair.key))}: skipped key "${section}" in group ${name}: only hosts, vars and children are valid`,
+      )
       continue
     }
     if (!isMap(value)) {
-      throw new ConfigError(`"${section}" of group ${name} must be a mapping, got ${isSeq(value) ? 'a list' : 'a scalar'}`, {
-        position: pos(value),
-        suggestions: section === 'hosts' ? ['write hosts as keys: "hosts:" then "  coreos0:" on its own line'] : [],
-      })
+      throw new ConfigError(
+        `"${section}" of group ${name} must be a mapping, got ${isSeq(value) ? 'a list' : 'a scalar'}`,
+        {
+          position: pos(value),
+          suggestions:
+            section === 'hosts' ? ['write hosts as keys: "hosts:" then "  coreos0:" on its own line'] : [],
+        },
+      )
     }
     if (section === 'vars') {
       for (const v of value.items) ensureGroup(inv, name).vars[keyName(v.key)] = toJS(doc, v.value)
@@ -383,10 +440,17 @@ function parseYamlGroup(
       for (const h of value.items) {
         const pattern = keyName(h.key)
         const hostVars = toJS(doc, h.value)
-        if (hostVars !== null && hostVars !== undefined && (typeof hostVars !== 'object' || Array.isArray(hostVars))) {
-          throw new ConfigError(`host ${pattern}: its variables must be a mapping (key: value), got ${Array.isArray(hostVars) ? 'a list' : JSON.stringify(hostVars)}`, {
-            position: pos(h.value),
-          })
+        if (
+          hostVars !== null &&
+          hostVars !== undefined &&
+          (typeof hostVars !== 'object' || Array.isArray(hostVars))
+        ) {
+          throw new ConfigError(
+            `host ${pattern}: its variables must be a mapping (key: value), got ${Array.isArray(hostVars) ? 'a list' : JSON.stringify(hostVars)}`,
+            {
+              position: pos(h.value),
+            },
+          )
         }
         let expanded
         try {
@@ -397,7 +461,13 @@ function parseYamlGroup(
         }
         const vars = (hostVars ?? {}) as Record<string, unknown>
         for (const host of expanded.hosts) {
-          addHost(inv, name, host, expanded.port === undefined ? vars : {ansible_port: expanded.port, ...vars}, pos(h.key))
+          addHost(
+            inv,
+            name,
+            host,
+            expanded.port === undefined ? vars : {ansible_port: expanded.port, ...vars},
+            pos(h.key),
+          )
         }
       }
     }
@@ -412,7 +482,21 @@ function fmt(p: SourcePosition): string {
 // Files and directories
 
 /** Files Ansible skips in an inventory directory (INVENTORY_IGNORE_EXTS). */
-const IGNORED_EXTS = ['.pyc', '.pyo', '.swp', '.bak', '~', '.rpm', '.md', '.txt', '.rst', '.orig', '.ini', '.cfg', '.retry']
+const IGNORED_EXTS = [
+  '.pyc',
+  '.pyo',
+  '.swp',
+  '.bak',
+  '~',
+  '.rpm',
+  '.md',
+  '.txt',
+  '.rst',
+  '.orig',
+  '.ini',
+  '.cfg',
+  '.retry',
+]
 const YAML_EXTS = ['.yml', '.yaml', '.json']
 
 /** ini or yaml, by extension, else by the first line that says something. */
@@ -434,7 +518,10 @@ export function detectFormat(file: string, text: string): InventoryFormat {
  * beside it. Refuses what it cannot read with a UserError or ConfigError naming the file.
  */
 export function loadAnsibleInventory(p: string, opts: {format?: InventoryFormat} = {}): AnsibleInventory {
-  if (!existsSync(p)) throw new UserError(`inventory not found: ${p}`, ['pass the inventory file Ansible uses (ansible -i FILE)'])
+  if (!existsSync(p))
+    throw new UserError(`inventory not found: ${p}`, [
+      'pass the inventory file Ansible uses (ansible -i FILE)',
+    ])
   const inv = emptyInventory()
   const st = statSync(p)
   let varsDir: string
@@ -446,12 +533,15 @@ export function loadAnsibleInventory(p: string, opts: {format?: InventoryFormat}
       if (e.startsWith('.') || e === 'group_vars' || e === 'host_vars') continue
       if (statSync(f).isDirectory()) continue
       if (IGNORED_EXTS.some((x) => e.endsWith(x))) {
-        inv.warnings.push(`skipped ${f}: Ansible ignores ${path.extname(e) || e} files in an inventory directory (pass the file itself to import it)`)
+        inv.warnings.push(
+          `skipped ${f}: Ansible ignores ${path.extname(e) || e} files in an inventory directory (pass the file itself to import it)`,
+        )
         continue
       }
       readInventoryFile(inv, f, opts.format)
     }
-    if (inv.files.length === 0) throw new UserError(`no inventory files in ${p}`, ['pass the inventory file itself'])
+    if (inv.files.length === 0)
+      throw new UserError(`no inventory files in ${p}`, ['pass the inventory file itself'])
   } else {
     varsDir = path.dirname(p)
     readInventoryFile(inv, p, opts.format)
@@ -468,14 +558,17 @@ function readInventoryFile(inv: AnsibleInventory, file: string, format?: Invento
   } catch (error) {
     throw new UserError(`cannot read ${file}: ${(error as Error).message}`)
   }
-  if (text.length > 16 * 1024 * 1024) throw new UserError(`${file} is larger than 16 MiB; that is not an inventory`)
+  if (text.length > 16 * 1024 * 1024)
+    throw new UserError(`${file} is larger than 16 MiB; that is not an inventory`)
   if (text.startsWith('#!')) {
     throw new UserError(`${file} is an inventory script; hactl reads static inventories`, [
       `dump it first: ansible-inventory -i ${file} --list --yaml > inventory.yml`,
     ])
   }
   if (text.startsWith('$ANSIBLE_VAULT')) {
-    throw new UserError(`${file} is encrypted with ansible-vault`, [`decrypt a copy first: ansible-vault view ${file} > plain-inventory`])
+    throw new UserError(`${file} is encrypted with ansible-vault`, [
+      `decrypt a copy first: ansible-vault view ${file} > plain-inventory`,
+    ])
   }
   const f = format ?? detectFormat(file, text)
   if (f === 'yaml') parseYamlInventory(text, file, inv)
@@ -510,7 +603,11 @@ function varsFilesFor(base: string, name: string): string[] {
     if (statSync(f).isDirectory()) {
       for (const e of readdirSync(f).sort()) {
         const inner = path.join(f, e)
-        if (!e.startsWith('.') && statSync(inner).isFile() && (YAML_EXTS.includes(path.extname(e)) || path.extname(e) === '')) {
+        if (
+          !e.startsWith('.') &&
+          statSync(inner).isFile() &&
+          (YAML_EXTS.includes(path.extname(e)) || path.extname(e) === '')
+        ) {
           out.push(inner)
         }
       }
@@ -530,12 +627,16 @@ function readVarsFile(inv: AnsibleInventory, file: string): Record<string, unkno
   const err = doc.errors[0]
   if (err) {
     const p = lc.linePos(err.pos[0])
-    throw new ConfigError(`invalid YAML: ${err.message.split('\n')[0]}`, {position: {file, line: p.line, column: p.col}})
+    throw new ConfigError(`invalid YAML: ${err.message.split('\n')[0]}`, {
+      position: {file, line: p.line, column: p.col},
+    })
   }
   const data = doc.toJS({maxAliasCount: 100}) as unknown
   if (data === null || data === undefined) return {}
   if (typeof data !== 'object' || Array.isArray(data)) {
-    throw new ConfigError('a vars file is a mapping of variable names to values', {position: {file, line: 1, column: 1}})
+    throw new ConfigError('a vars file is a mapping of variable names to values', {
+      position: {file, line: 1, column: 1},
+    })
   }
   return data as Record<string, unknown>
 }
@@ -587,7 +688,11 @@ export function hostVars(inv: AnsibleInventory, host: string): Record<string, un
   if (!h) return {}
   const depth = groupDepths(inv)
   const priority = (g: string) => {
-    const p = Number(inv.groupVarsFiles.get(g)?.ansible_group_priority ?? inv.groups.get(g)?.vars.ansible_group_priority ?? 1)
+    const p = Number(
+      inv.groupVarsFiles.get(g)?.ansible_group_priority ??
+        inv.groups.get(g)?.vars.ansible_group_priority ??
+        1,
+    )
     return Number.isFinite(p) ? p : 1
   }
   const groups = groupsOfHost(inv, host).sort(

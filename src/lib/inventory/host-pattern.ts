@@ -40,11 +40,14 @@ function portOf(pattern: string, text: string | undefined): {port?: number} {
   if (text === undefined) return {}
   if (!/^\d+$/.test(text)) {
     throw new HostPatternError(
-      text === '' ? `host pattern "${pattern}" ends in ":" without a port` : `host pattern "${pattern}": port "${text}" is not a number`,
+      text === ''
+        ? `host pattern "${pattern}" ends in ":" without a port`
+        : `host pattern "${pattern}": port "${text}" is not a number`,
     )
   }
   const port = Number(text)
-  if (port < 1 || port > 65535) throw new HostPatternError(`host pattern "${pattern}": port ${port} is outside 1-65535`)
+  if (port < 1 || port > 65535)
+    throw new HostPatternError(`host pattern "${pattern}": port ${port} is outside 1-65535`)
   return {port}
 }
 
@@ -81,7 +84,9 @@ function expandRanges(host: string): string[] {
 function expandRange(range: string, pattern: string): string[] {
   const parts = range.split(':')
   if (parts.length < 2 || parts.length > 3) {
-    throw new HostPatternError(`host pattern "${pattern}": a range is [begin:end] or [begin:end:step], not [${range}]`)
+    throw new HostPatternError(
+      `host pattern "${pattern}": a range is [begin:end] or [begin:end:step], not [${range}]`,
+    )
   }
   const beg = parts[0] === '' ? '0' : parts[0]!
   const end = parts[1]!
@@ -100,11 +105,15 @@ function expandRange(range: string, pattern: string): string[] {
     return out
   }
   if (!/^\d+$/.test(beg) || !/^\d+$/.test(end)) {
-    throw new HostPatternError(`host pattern "${pattern}": [${range}] is neither a number range nor a single-letter range`)
+    throw new HostPatternError(
+      `host pattern "${pattern}": [${range}] is neither a number range nor a single-letter range`,
+    )
   }
   const padded = beg.length > 1 && beg.startsWith('0')
   if (padded && beg.length !== end.length) {
-    throw new HostPatternError(`host pattern "${pattern}": a zero-padded range needs begin and end of the same width, not [${range}]`)
+    throw new HostPatternError(
+      `host pattern "${pattern}": a zero-padded range needs begin and end of the same width, not [${range}]`,
+    )
   }
   const b = Number(beg)
   const e = Number(end)

@@ -4,8 +4,22 @@ import {Document, isMap, isSeq, type Node as YamlNode, type Pair, type Scalar} f
 import {ConfigError, UserError} from '../errors.js'
 import {parseConfig} from '../config/load.js'
 import {sanitizeName} from '../config/problems.js'
-import {CLUSTER_NAME_RE, HOST_RE, NODE_NAME_RE, RESERVED_NODE_NAMES, ROLES, type Role} from '../config/schema.js'
-import {groupMembers, groupsOfHost, hostVars, loadAnsibleInventory, type AnsibleInventory, type InventoryFormat} from './ansible.js'
+import {
+  CLUSTER_NAME_RE,
+  HOST_RE,
+  NODE_NAME_RE,
+  RESERVED_NODE_NAMES,
+  ROLES,
+  type Role,
+} from '../config/schema.js'
+import {
+  groupMembers,
+  groupsOfHost,
+  hostVars,
+  loadAnsibleInventory,
+  type AnsibleInventory,
+  type InventoryFormat,
+} from './ansible.js'
 
 /**
  * Ansible inventory → hactl.yaml: groups become roles, inventory hosts become nodes, the
@@ -76,7 +90,12 @@ export function importAnsibleInventory(opts: ImportOptions): ImportResult {
   const inventoryPath = path.resolve(cwd, opts.inventory)
   const toStdout = opts.output === '-'
   const output = toStdout ? null : path.resolve(cwd, opts.output ?? 'hactl.yaml')
-  // Refuse early: reading a big inventory only to refuse the write would be a waste.
+  if (!existsSync(inventoryPath)) {
+    throw new UserError(`inventory not found: ${inventoryPath}`, [
+      'pass the inventory file Ansible uses (ansible -i FILE)',
+    ])
+  }
+  // Refuse before reading: parsing a big inventory only to refuse the write would be a waste.
   if (output && existsSync(output) && !opts.force) {
     throw new UserError(`${opts.output ?? 'hactl.yaml'} already exists; not overwriting it`, [
       'pass --force to replace it, or --output OTHER.yaml to write elsewhere',
@@ -114,7 +133,10 @@ function writeAtomically(file: string, text: string): void {
 }
 
 /** hactl.yaml from a parsed inventory; pure apart from the clock. */
-export function planImport(inv: AnsibleInventory, opts: Omit<ImportOptions, 'output' | 'force' | 'cwd'>): ImportPlan {
+export function planImport(
+  inv: AnsibleInventory,
+  opts: Omit<ImportOptions, 'output' | 'force' | 'cwd'>,
+): ImportPlan {
   const warnings = [...inv.warnings]
   const roleGroups = resolveRoleGroups(inv, opts.groups ?? {}, warnings)
 
@@ -146,12 +168,26 @@ export function planImport(inv: AnsibleInventory, opts: Omit<ImportOptions, 'out
   const users = connections.map((c) => c.user)
   const defaultUser = mostCommon(users.filter((u): u is string => u !== undefined))
   if (defaultUser === undefined) {
-    warnings.push('the inventory sets no ansible_user: hactl will log in as root (Ansible used your local user name); set ssh.user if that is wrong')
+    warnings.push(
+      'the inventory sets no ansible_user: hactl will log in as root (Ansible used your local user name); set ssh.user if that is wrong',
+    )
   }
-  const defaultPort = mostCommon(connections.map((c) => c.port)) ?? 22
+  const userless = selected.filter((_, i) => connections[i]!.user === undefined)
+  if (defaultUser !== undefined && userless.length > 0) {
+    warnings.push(
+      `${userless.join(', ')} set${userless.length === 1 ? 's' : ''} no ansible_user and will log in as ${defaultUser} (Ansible used your local user name)`,
+    )
+  }
+  const defaultPort =
+    mostCommon(
+      connections.map((c) => c.port),
+      22,
+    ) ?? 22
   const identityFiles = [...new Set(connections.flatMap((c) => (c.identityFile ? [c.identityFile] : [])))]
   if (identityFiles.length > 1) {
-    warnings.push(`the hosts use different private keys; hactl offers all of them to every host: ${identityFiles.join(', ')}`)
+    warnings.push(
+      `the hosts use different private keys; hactl offers all of them to every host: ${identityFiles.join(', ')}`,
+    )
   }
   const nonRoot = [...new Set(users.filter((u) => u !== undefined && u !== 'root'))]
   const become = nonRoot.length > 0 || connections.some((c) => c.become)
@@ -173,17 +209,27 @@ export function planImport(inv: AnsibleInventory, opts: Omit<ImportOptions, 'out
     const key = `${n.host.toLowerCase()}:${n.port}`
     const other = seen.get(key)
     if (other) {
-      throw new ConfigError(`inventory hosts ${other} and ${n.inventoryHost} are the same machine (${n.host} port ${n.port})`, {
-        position: inv.hosts.get(n.inventoryHost)!.source,
-        suggestions: ['remove one of them from the inventory, or leave it out of the role groups'],
-      })
+      throw new ConfigError(
+        `inventory hosts ${other} and ${n.inventoryHost} are the same machine (${n.host} port ${n.port})`,
+        {
+          position: inv.hosts.get(n.inventoryHost)!.source,
+          suggestions: ['remove one of them from the inventory, or leave it out of the role groups'],
+        },
+      )
     }
     seen.set(key, n.inventoryHost)
   }
 
   const cluster = clusterName(opts.cluster, opts.inventory)
-  const ssh = {...(defaultUser === undefined ? {} : {user: defaultUser}), port: defaultPort, identityFiles, become}
-  warnings.push('the etcd section uses the CoreOS etcd2 layout (service etcd2, data in /var/lib/etcd2); check it against your hosts')
+  const ssh = {
+    ...(defaultUser === undefined ? {} : {user: defaultUser}),
+    port: defaultPort,
+    identityFiles,
+    become,
+  }
+  warnings.push(
+    'the etcd section uses the CoreOS etcd2 layout (service etcd2, data in /var/lib/etcd2); check it against your hosts',
+  )
   const text = renderHactlYaml({
     inventory: opts.inventory,
     files: inv.files,
@@ -193,14 +239,32 @@ export function planImport(inv: AnsibleInventory, opts: Omit<ImportOptions, 'out
     nodes,
     now: opts.now ?? new Date(),
   })
-  return {inventory: opts.inventory, files: inv.files, cluster, roleGroups, ssh, nodes, renamed, skipped, warnings, text}
+  return {
+    inventory: opts.inventory,
+    files: inv.files,
+    cluster,
+    roleGroups,
+    ssh,
+    nodes,
+    renamed,
+    skipped,
+    warnings,
+    text,
+  }
 }
 
-function resolveRoleGroups(inv: AnsibleInventory, wanted: Partial<Record<Role, readonly string[]>>, warnings: string[]): Record<Role, string[]> {
+function resolveRoleGroups(
+  inv: AnsibleInventory,
+  wanted: Partial<Record<Role, readonly string[]>>,
+  warnings: string[],
+): Record<Role, string[]> {
   const out = {} as Record<Role, string[]>
   for (const role of ROLES) {
     const explicit = wanted[role]
-    const groups = (explicit ?? ROLE_GROUP_DEFAULTS[role]).flatMap((g) => g.split(',')).map((g) => g.trim()).filter((g) => g !== '')
+    const groups = (explicit ?? ROLE_GROUP_DEFAULTS[role])
+      .flatMap((g) => g.split(','))
+      .map((g) => g.trim())
+      .filter((g) => g !== '')
     if (groups.includes(NO_GROUP)) {
       out[role] = []
       continue
@@ -209,8 +273,13 @@ function resolveRoleGroups(inv: AnsibleInventory, wanted: Partial<Record<Role, r
     for (const g of groups) {
       if (inv.groups.has(g)) out[role].push(g)
       else if (explicit) {
-        throw new UserError(`--${role}-group ${g}: the inventory has no group ${g}`, [`its groups: ${[...inv.groups.keys()].join(', ')}`])
-      } else warnings.push(`the inventory has no group ${g}: no node gets the ${role} role (name one with --${role}-group)`)
+        throw new UserError(`--${role}-group ${g}: the inventory has no group ${g}`, [
+          `its groups: ${[...inv.groups.keys()].join(', ')}`,
+        ])
+      } else
+        warnings.push(
+          `the inventory has no group ${g}: no node gets the ${role} role (name one with --${role}-group)`,
+        )
     }
   }
   return out
@@ -264,14 +333,22 @@ function connectionOf(inv: AnsibleInventory, host: string, warnings: string[]): 
       const v = vars[key]
       if (v === undefined || v === null) continue
       if (typeof v !== 'string' && typeof v !== 'number') {
-        throw new ConfigError(`host ${host}: ${key} must be a string, got ${Array.isArray(v) ? 'a list' : typeof v}`, {position: source})
+        throw new ConfigError(
+          `host ${host}: ${key} must be a string, got ${Array.isArray(v) ? 'a list' : typeof v}`,
+          {position: source},
+        )
       }
       const value = String(v).trim()
       if (value.includes('{{') || value.includes('{%')) {
-        throw new ConfigError(`host ${host}: ${key} is a Jinja template (${value}); hactl cannot evaluate templates`, {
-          position: source,
-          suggestions: ['render the inventory first (ansible-inventory -i INVENTORY --list --yaml), or write the plain value'],
-        })
+        throw new ConfigError(
+          `host ${host}: ${key} is a Jinja template (${value}); hactl cannot evaluate templates`,
+          {
+            position: source,
+            suggestions: [
+              'render the inventory first (ansible-inventory -i INVENTORY --list --yaml), or write the plain value',
+            ],
+          },
+        )
       }
       return {key, value}
     }
@@ -280,17 +357,22 @@ function connectionOf(inv: AnsibleInventory, host: string, warnings: string[]): 
   const addr = get('ansible_host', 'ansible_ssh_host')
   const hostValue = addr?.value ?? host
   if (!HOST_RE.test(hostValue)) {
-    throw new ConfigError(`host ${host}: ${addr ? `${addr.key} "${hostValue}"` : 'the name'} is not a host name or an IP address`, {
-      position: source,
-      suggestions: addr ? [] : ['give the host an address: ansible_host=10.0.0.10'],
-    })
+    throw new ConfigError(
+      `host ${host}: ${addr ? `${addr.key} "${hostValue}"` : 'the name'} is not a host name or an IP address`,
+      {
+        position: source,
+        suggestions: addr ? [] : ['give the host an address: ansible_host=10.0.0.10'],
+      },
+    )
   }
   const portVar = get('ansible_port', 'ansible_ssh_port')
   let port = 22
   if (portVar) {
     port = Number(portVar.value)
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new ConfigError(`host ${host}: ${portVar.key} "${portVar.value}" is not a port (1-65535)`, {position: source})
+      throw new ConfigError(`host ${host}: ${portVar.key} "${portVar.value}" is not a port (1-65535)`, {
+        position: source,
+      })
     }
   }
   const user = get('ansible_user', 'ansible_ssh_user')
@@ -309,20 +391,38 @@ function connectionOf(inv: AnsibleInventory, host: string, warnings: string[]): 
   if (becomeUser && becomeUser !== 'root') {
     warnings.push(`host ${host}: ansible_become_user is ${becomeUser}; hactl's sudo -n always becomes root`)
   }
-  for (const k of ['ansible_password', 'ansible_ssh_pass', 'ansible_become_password', 'ansible_become_pass', 'ansible_sudo_pass']) {
+  for (const k of [
+    'ansible_password',
+    'ansible_ssh_pass',
+    'ansible_become_password',
+    'ansible_become_pass',
+    'ansible_sudo_pass',
+  ]) {
     if (vars[k] !== undefined) {
-      warnings.push(`host ${host}: ${k} is ignored; hactl logs in with keys and needs password-less sudo (sudo -n)`)
+      warnings.push(
+        `host ${host}: ${k} is ignored; hactl logs in with keys and needs password-less sudo (sudo -n)`,
+      )
     }
   }
   const connection = get('ansible_connection')?.value
   if (connection && !['ssh', 'smart', 'paramiko', 'paramiko_ssh'].includes(connection)) {
     warnings.push(`host ${host}: ansible_connection is ${connection}; hactl always uses SSH`)
   }
-  const args = [vars.ansible_ssh_common_args, vars.ansible_ssh_extra_args].filter((a) => typeof a === 'string').join(' ')
+  const args = [vars.ansible_ssh_common_args, vars.ansible_ssh_extra_args]
+    .filter((a) => typeof a === 'string')
+    .join(' ')
   if (/Proxy(Jump|Command)|(^|\s)-J\s/i.test(args)) {
-    warnings.push(`host ${host}: its jump host (ansible_ssh_common_args) is not imported; put a ProxyJump for it in ~/.ssh/config, which hactl reads`)
+    warnings.push(
+      `host ${host}: its jump host (ansible_ssh_common_args) is not imported; put a ProxyJump for it in ~/.ssh/config, which hactl reads`,
+    )
   }
-  return {host: hostValue, port, ...(user ? {user: user.value} : {}), ...(identityFile ? {identityFile} : {}), become}
+  return {
+    host: hostValue,
+    port,
+    ...(user ? {user: user.value} : {}),
+    ...(identityFile ? {identityFile} : {}),
+    become,
+  }
 }
 
 function truthy(v: unknown): boolean {
@@ -331,13 +431,14 @@ function truthy(v: unknown): boolean {
   return typeof v === 'string' && /^(yes|y|true|on|1)$/i.test(v.trim())
 }
 
-function mostCommon<T>(values: readonly T[]): T | undefined {
+/** The most frequent value; on a tie `prefer` if it is among the tied, else the first seen. */
+function mostCommon<T>(values: readonly T[], prefer?: T): T | undefined {
   const counts = new Map<T, number>()
   for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1)
   let best: T | undefined
   let bestCount = 0
   for (const [v, c] of counts) {
-    if (c > bestCount) {
+    if (c > bestCount || (c === bestCount && v === prefer)) {
       best = v
       bestCount = c
     }
@@ -349,7 +450,9 @@ function mostCommon<T>(values: readonly T[]): T | undefined {
 function clusterName(flag: string | undefined, inventory: string): string {
   if (flag !== undefined) {
     if (!CLUSTER_NAME_RE.test(flag)) {
-      throw new UserError(`--cluster ${JSON.stringify(flag)}: expected letters, digits, ".", "_" and "-", 1-64 characters`)
+      throw new UserError(
+        `--cluster ${JSON.stringify(flag)}: expected letters, digits, ".", "_" and "-", 1-64 characters`,
+      )
     }
     return flag
   }
@@ -357,7 +460,10 @@ function clusterName(flag: string | undefined, inventory: string): string {
   // hosts, inventory...: says nothing about the cluster; its directory usually does.
   const generic = ['hosts', 'inventory', 'inventories', 'ansible', 'all', 'main', 'default']
   const pick = generic.includes(base.toLowerCase()) ? path.basename(path.dirname(inventory)) : base
-  const clean = pick.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '').slice(0, 64)
+  const clean = pick
+    .replace(/[^A-Za-z0-9._-]+/g, '-')
+    .replace(/^[-.]+|[-.]+$/g, '')
+    .slice(0, 64)
   return clean === '' ? 'cluster' : clean
 }
 
@@ -400,14 +506,21 @@ function renderHactlYaml(p: {
     ' Review the etcd, asterisk and kamailio sections, then run: hactl config validate',
     ' Every key is described in docs/config.md and by: hactl config schema',
   ].join('\n')
-  const pair = (key: string): Pair | undefined => (isMap(doc.contents) ? (doc.contents.items.find((i) => (i.key as Scalar).value === key) as Pair | undefined) : undefined)
+  const pair = (key: string): Pair | undefined =>
+    isMap(doc.contents)
+      ? (doc.contents.items.find((i) => (i.key as Scalar).value === key) as Pair | undefined)
+      : undefined
   const setComment = (key: string, comment: string) => {
     const pr = pair(key)
     if (pr) (pr.key as YamlNode).commentBefore = comment
   }
   if (p.ssh.become && p.ssh.user !== undefined && p.ssh.user !== 'root') {
-    const becomePair = (doc.getIn(['ssh'], true) as {items?: Pair[]} | undefined)?.items?.find((i) => (i.key as Scalar).value === 'become')
-    if (becomePair) (becomePair.value as YamlNode).comment = ` ${p.ssh.user} is not root: privileged commands run through sudo -n`
+    const becomePair = (doc.getIn(['ssh'], true) as {items?: Pair[]} | undefined)?.items?.find(
+      (i) => (i.key as Scalar).value === 'become',
+    )
+    if (becomePair)
+      (becomePair.value as YamlNode).comment =
+        ` ${p.ssh.user} is not root: privileged commands run through sudo -n`
   }
   setComment(
     'etcd',
@@ -415,7 +528,10 @@ function renderHactlYaml(p: {
   )
   setComment('asterisk', ' Asterisk in a container? cli: docker exec asterisk asterisk -rx')
   setComment('kamailio', ' Kamailio in a container? cli: docker exec kamailio kamcmd')
-  for (const seqPath of [['ssh', 'identityFiles'], ['etcd', 'wipe']]) {
+  for (const seqPath of [
+    ['ssh', 'identityFiles'],
+    ['etcd', 'wipe'],
+  ]) {
     const seq = doc.getIn(seqPath, true)
     if (isSeq(seq)) seq.flow = true
   }

@@ -41,20 +41,34 @@ export function callLogPath(hostDir: string): string {
 
 /** Start simulated calls on a lab Asterisk host (through the stand-in's control socket). */
 export async function labCalls(opts: LabCallsOptions): Promise<LabCallsResult> {
-  if (!Number.isInteger(opts.count) || opts.count < 1) throw new UserError(`COUNT must be a whole number >= 1 (got ${opts.count})`)
+  if (!Number.isInteger(opts.count) || opts.count < 1)
+    throw new UserError(`COUNT must be a whole number >= 1 (got ${opts.count})`)
   if (!(opts.durationMs >= 0)) throw new UserError('--duration must be >= 0')
   const state = requireState(opts.name)
   const host = findHost(state, opts.node, ['asterisk', 'spare'])
   let reply: {ok: boolean; started?: string[]; refused?: number; error?: string}
   try {
-    reply = await requestJson(asteriskSocket(host.dir), {op: 'calls', count: opts.count, durationMs: opts.durationMs}, 10_000)
+    reply = await requestJson(
+      asteriskSocket(host.dir),
+      {op: 'calls', count: opts.count, durationMs: opts.durationMs},
+      10_000,
+    )
   } catch {
     throw new HactlError(`Asterisk is not running on ${host.name}`, {
-      suggestions: [`start it: ssh root@${host.ip} systemctl start asterisk   (or: hactl lab heal ${host.name})`],
+      suggestions: [
+        `start it: ssh root@${host.ip} systemctl start asterisk   (or: hactl lab heal ${host.name})`,
+      ],
     })
   }
-  if (!reply.ok) throw new HactlError(`${host.name}: ${reply.error ?? 'the Asterisk stand-in refused the request'}`)
-  return {node: host.name, started: reply.started ?? [], refused: reply.refused ?? 0, durationMs: opts.durationMs, callLog: callLogPath(host.dir)}
+  if (!reply.ok)
+    throw new HactlError(`${host.name}: ${reply.error ?? 'the Asterisk stand-in refused the request'}`)
+  return {
+    node: host.name,
+    started: reply.started ?? [],
+    refused: reply.refused ?? 0,
+    durationMs: opts.durationMs,
+    callLog: callLogPath(host.dir),
+  }
 }
 
 export function readCallLog(file: string): CallLogEntry[] {

@@ -43,7 +43,9 @@ export async function renderLabConfig(state: LabState): Promise<string> {
   const check = configSchema.safeParse(obj)
   if (!check.success) {
     // The schema changed under the lab: a bug to fix here, not something a user can do about.
-    throw new HactlError(`the lab's hactl.yaml does not match the config schema: ${check.error.issues[0]?.message ?? check.error.message}`)
+    throw new HactlError(
+      `the lab's hactl.yaml does not match the config schema: ${check.error.issues[0]?.message ?? check.error.message}`,
+    )
   }
   const {stringify} = await import('yaml')
   const spares = state.hosts.filter((h) => h.kind === 'spare')
@@ -61,7 +63,9 @@ export async function renderLabConfig(state: LabState): Promise<string> {
 export function knownHostsText(state: LabState): string {
   const lines: string[] = []
   for (const h of state.hosts) {
-    const pub = readFileSync(path.join(h.dir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/)
+    const pub = readFileSync(path.join(h.dir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8')
+      .trim()
+      .split(/\s+/)
     lines.push(`${h.ip} ${pub[0]} ${pub[1]}`)
   }
   return `${lines.join('\n')}\n`

@@ -42,7 +42,12 @@ export async function labDown(opts: {name: string; log?: (line: string) => void}
   const dir = labDir(name)
   const state = readState(name)
   const prefix = `${name}-`
-  const namespaces = [...new Set([...(state?.hosts.map((h) => h.ns) ?? []), ...(await listNetns()).filter((n) => n.startsWith(prefix))])]
+  const namespaces = [
+    ...new Set([
+      ...(state?.hosts.map((h) => h.ns) ?? []),
+      ...(await listNetns()).filter((n) => n.startsWith(prefix)),
+    ]),
+  ]
   const existingNs = new Set(await listNetns())
 
   // 1. Processes: whatever runs in the lab's namespaces, plus strays that still name its directory.
@@ -61,13 +66,16 @@ export async function labDown(opts: {name: string; log?: (line: string) => void}
   }
   for (let i = 0; i < 100 && [...pids].some(pidAlive); i++) await sleep(50)
   const survivors = [...pids].filter(pidAlive)
-  if (survivors.length > 0) throw new HactlError(`lab ${name}: processes ${survivors.join(', ')} did not die after SIGKILL`)
+  if (survivors.length > 0)
+    throw new HactlError(`lab ${name}: processes ${survivors.join(', ')} did not die after SIGKILL`)
 
   // 2. Namespaces, then links (a namespace takes its end of each veth with it).
   const gone: string[] = []
   const nsToDelete = namespaces.filter((ns) => existingNs.has(ns))
   if (nsToDelete.length > 0) {
-    await run('ip', ['-force', '-batch', '-'], {input: `${nsToDelete.map((ns) => `netns del ${ns}`).join('\n')}\n`})
+    await run('ip', ['-force', '-batch', '-'], {
+      input: `${nsToDelete.map((ns) => `netns del ${ns}`).join('\n')}\n`,
+    })
     gone.push(...nsToDelete)
   }
   const links: string[] = []
@@ -111,7 +119,9 @@ export async function labDown(opts: {name: string; log?: (line: string) => void}
       // not there
     }
   }
-  opts.log?.(`lab ${name}: killed ${killed} processes, removed ${gone.length} namespaces and ${links.length} links`)
+  opts.log?.(
+    `lab ${name}: killed ${killed} processes, removed ${gone.length} namespaces and ${links.length} links`,
+  )
   return {
     name,
     found: Boolean(state) || gone.length > 0 || links.length > 0 || hadDir || killed > 0,

@@ -37,10 +37,20 @@ export async function labFault(opts: {name: string; node: string; fault: string}
   const state = requireState(opts.name)
   const host = findHost(state, opts.node, ['kamailio', 'asterisk', 'spare'])
   if (opts.fault === 'etcd-down' && !host.etcd && host.kind !== 'asterisk' && host.kind !== 'spare') {
-    throw new UserError(`${host.name} runs no etcd`, [`etcd runs on ${state.hosts.filter((h) => h.etcd).map((h) => h.name).join(', ')}`])
+    throw new UserError(`${host.name} runs no etcd`, [
+      `etcd runs on ${state.hosts
+        .filter((h) => h.etcd)
+        .map((h) => h.name)
+        .join(', ')}`,
+    ])
   }
   if (opts.fault === 'asterisk-down' && host.kind !== 'asterisk' && host.kind !== 'spare') {
-    throw new UserError(`${host.name} runs no Asterisk`, [`Asterisk runs on ${state.hosts.filter((h) => h.kind === 'asterisk').map((h) => h.name).join(', ')}`])
+    throw new UserError(`${host.name} runs no Asterisk`, [
+      `Asterisk runs on ${state.hosts
+        .filter((h) => h.kind === 'asterisk')
+        .map((h) => h.name)
+        .join(', ')}`,
+    ])
   }
   const r = await ask<{faults: string[]}>(host, {op: 'fault', fault: opts.fault})
   return {node: host.name, fault: opts.fault as LabFault, faults: r.faults}

@@ -45,14 +45,24 @@ export function unitsFor(host: PlannedHost): {units: Record<string, UnitDef>; en
     case 'discovery':
       return {
         units: {
-          'discovery-etcd': {kind: 'etcd-backend', description: 'etcd (backend of the discovery service)', startTimeoutMs: 30_000},
+          'discovery-etcd': {
+            kind: 'etcd-backend',
+            description: 'etcd (backend of the discovery service)',
+            startTimeoutMs: 30_000,
+          },
           discovery: {kind: 'discovery', description: 'etcd discovery service', startTimeoutMs: 10_000},
         },
         enabled: ['discovery-etcd', 'discovery'],
       }
     case 'kamailio':
       return {
-        units: {kamailio: {kind: 'kamailio', description: 'Kamailio - the Open Source SIP Server', startTimeoutMs: 10_000}},
+        units: {
+          kamailio: {
+            kind: 'kamailio',
+            description: 'Kamailio - the Open Source SIP Server',
+            startTimeoutMs: 10_000,
+          },
+        },
         enabled: ['kamailio'],
       }
     case 'asterisk':
@@ -125,7 +135,16 @@ exec ${shellQuote(process.execPath)} ${shellQuote(path.join(labScriptsDir(), scr
  */
 export function commandTargets(): {systemctl: string[]; asterisk: string} {
   const targets = new Set<string>()
-  for (const p of ['/usr/bin/systemctl', '/bin/systemctl', '/usr/sbin/reboot', '/sbin/reboot', '/sbin/shutdown', '/usr/sbin/shutdown', '/usr/sbin/poweroff', '/usr/sbin/halt']) {
+  for (const p of [
+    '/usr/bin/systemctl',
+    '/bin/systemctl',
+    '/usr/sbin/reboot',
+    '/sbin/reboot',
+    '/sbin/shutdown',
+    '/usr/sbin/shutdown',
+    '/usr/sbin/poweroff',
+    '/usr/sbin/halt',
+  ]) {
     try {
       const real = realpathSync(p)
       if (statSync(real).isFile()) targets.add(real)
@@ -219,7 +238,8 @@ export function writeHostFiles(opts: {
     writeFileSync(path.join(dir, 'kamailio', 'kamailio.cfg'), kamailioCfg(host.ip))
     writeFileSync(path.join(dir, 'kamailio', 'dispatcher.list'), dispatcherList(opts.asteriskIps))
   }
-  if (host.kind === 'asterisk' || host.kind === 'spare') writeFileSync(path.join(dir, 'coreos-install', 'user_data'), userData(host))
+  if (host.kind === 'asterisk' || host.kind === 'spare')
+    writeFileSync(path.join(dir, 'coreos-install', 'user_data'), userData(host))
   const targets = commandTargets()
   const mounts: Array<[string, string]> = [
     [path.join(dir, 'run'), '/run'],
@@ -228,11 +248,21 @@ export function writeHostFiles(opts: {
     [path.join(dir, 'coreos-install'), '/var/lib/coreos-install'],
     [path.join(dir, 'kamailio'), '/etc/kamailio'],
     [path.join(dir, 'etc', 'hostname'), '/etc/hostname'],
-    ...(existsSync('/etc/machine-id') ? ([[path.join(dir, 'etc', 'machine-id'), '/etc/machine-id']] as Array<[string, string]>) : []),
+    ...(existsSync('/etc/machine-id')
+      ? ([[path.join(dir, 'etc', 'machine-id'), '/etc/machine-id']] as Array<[string, string]>)
+      : []),
     ...targets.systemctl.map((t): [string, string] => [path.join(dir, 'bin', 'systemctl'), t]),
     [path.join(dir, 'bin', 'asterisk'), targets.asterisk],
   ]
   writeFileSync(path.join(dir, 'mounts'), `${mounts.map(([s, d]) => `${s}\t${d}`).join('\n')}\n`)
+  // Every other host of the lab and the bridge as permanent neighbours (see setupNetwork() in up.ts).
+  const neigh = [
+    `neigh replace ${plan.bridgeIp} lladdr ${plan.bridgeMac} dev eth0 nud permanent`,
+    ...plan.hosts
+      .filter((h) => h.name !== host.name)
+      .map((h) => `neigh replace ${h.ip} lladdr ${h.mac} dev eth0 nud permanent`),
+  ]
+  writeFileSync(path.join(dir, 'neigh'), `${neigh.join('\n')}\n`)
 }
 
 /** The mount points every host needs on this machine. */

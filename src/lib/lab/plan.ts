@@ -18,6 +18,8 @@ export interface PlannedHost {
   ns: string
   /** Root-namespace end of the host's veth pair (<= 15 characters). */
   veth: string
+  /** MAC address of the host's eth0 (02:00 + the IPv4 address: fixed, so neighbours can be static). */
+  mac: string
 }
 
 export interface LabPlan {
@@ -27,6 +29,7 @@ export interface LabPlan {
   prefix: number
   bridge: string
   bridgeIp: string
+  bridgeMac: string
   hosts: PlannedHost[]
 }
 
@@ -39,23 +42,37 @@ export interface LabSize {
   subnet: string
 }
 
-export const LAB_DEFAULTS = {name: 'hactl', asterisk: 4, kamailio: 2, etcd: 3, spare: 0, subnet: '10.77.0.0/24'} as const
+export const LAB_DEFAULTS = {
+  name: 'hactl',
+  asterisk: 4,
+  kamailio: 2,
+  etcd: 3,
+  spare: 0,
+  subnet: '10.77.0.0/24',
+} as const
 
 /** Lab names become parts of namespace and interface names (at most 15 characters): keep them short. */
 export const LAB_NAME_RE = /^[a-z][a-z0-9]{0,8}$/
 
 export function assertLabName(name: string): void {
   if (!LAB_NAME_RE.test(name)) {
-    throw new UserError(`invalid lab name "${name}": use 1-9 lower-case letters and digits, starting with a letter`, [
-      'for example: --name hactl',
-    ])
+    throw new UserError(
+      `invalid lab name "${name}": use 1-9 lower-case letters and digits, starting with a letter`,
+      ['for example: --name hactl'],
+    )
   }
 }
 
 export function ipToInt(ip: string): number {
   const parts = ip.split('.').map(Number)
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new Error(`not an IPv4 address: ${ip}`)
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255))
+    throw new Error(`not an IPv4 address: ${ip}`)
   return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0
+}
+
+/** 02:00:a:b:c:d for a.b.c.d: a locally administered MAC, unique on a lab bridge. */
+export function macFor(ip: string): string {
+  return ['02', '00', ...ip.split('.').map((p) => Number(p).toString(16).padStart(2, '0'))].join(':')
 }
 
 export function intToIp(n: number): string {
@@ -79,12 +96,16 @@ export function parseSubnet(cidr: string): Subnet {
   }
   const prefix = Number(m[2])
   if (prefix < 16 || prefix > 26) {
-    throw new UserError(`subnet ${cidr}: the prefix must be between /16 and /26`, ['for example: --subnet 10.77.0.0/24'])
+    throw new UserError(`subnet ${cidr}: the prefix must be between /16 and /26`, [
+      'for example: --subnet 10.77.0.0/24',
+    ])
   }
   const size = 2 ** (32 - prefix)
   const mask = (0xffffffff << (32 - prefix)) >>> 0
   if ((network & mask) >>> 0 !== network) {
-    throw new UserError(`subnet ${cidr} has host bits set`, [`use the network address: --subnet ${intToIp((network & mask) >>> 0)}/${prefix}`])
+    throw new UserError(`subnet ${cidr} has host bits set`, [
+      `use the network address: --subnet ${intToIp((network & mask) >>> 0)}/${prefix}`,
+    ])
   }
   return {network, prefix, size}
 }
@@ -102,13 +123,16 @@ export function planLab(size: LabSize): LabPlan {
     ['--etcd', etcd, 1],
     ['--spare', spare, 0],
   ] as const) {
-    if (!Number.isInteger(v) || v < min) throw new UserError(`${flag} must be a whole number >= ${min} (got ${v})`)
+    if (!Number.isInteger(v) || v < min)
+      throw new UserError(`${flag} must be a whole number >= ${min} (got ${v})`)
   }
-  if (kamailio > 10) throw new UserError(`--kamailio ${kamailio}: at most 10 Kamailio hosts (addresses .11 to .20)`)
+  if (kamailio > 10)
+    throw new UserError(`--kamailio ${kamailio}: at most 10 Kamailio hosts (addresses .11 to .20)`)
   if (etcd > asterisk) {
-    throw new UserError(`--etcd ${etcd} is more than --asterisk ${asterisk}: etcd runs on the first Asterisk hosts`, [
-      `use --etcd ${Math.min(asterisk, 3)} or --asterisk ${etcd}`,
-    ])
+    throw new UserError(
+      `--etcd ${etcd} is more than --asterisk ${asterisk}: etcd runs on the first Asterisk hosts`,
+      [`use --etcd ${Math.min(asterisk, 3)} or --asterisk ${etcd}`],
+    )
   }
   const subnet = parseSubnet(size.subnet)
   const last = subnet.size - 2 // the broadcast address is size - 1
@@ -125,15 +149,27 @@ export function planLab(size: LabSize): LabPlan {
   const veth = (offset: number) => `${size.name}-${offset}`
   const hosts: PlannedHost[] = []
   const add = (name: string, kind: LabHostKind, offset: number, isEtcd: boolean, roles: Role[]) => {
-    hosts.push({name, kind, ip: at(offset), offset, etcd: isEtcd, roles, ns: `${size.name}-${name}`, veth: veth(offset)})
+    hosts.push({
+      name,
+      kind,
+      ip: at(offset),
+      offset,
+      etcd: isEtcd,
+      roles,
+      ns: `${size.name}-${name}`,
+      veth: veth(offset),
+      mac: macFor(at(offset)),
+    })
   }
   add('disc', 'discovery', 2, false, [])
   for (let i = 1; i <= kamailio; i++) add(`kam${i}`, 'kamailio', 10 + i, false, ['kamailio'])
-  for (let i = 1; i <= asterisk; i++) add(`ast${i}`, 'asterisk', 20 + i, i <= etcd, i <= etcd ? ['asterisk', 'etcd'] : ['asterisk'])
+  for (let i = 1; i <= asterisk; i++)
+    add(`ast${i}`, 'asterisk', 20 + i, i <= etcd, i <= etcd ? ['asterisk', 'etcd'] : ['asterisk'])
   for (let i = 1; i <= spare; i++) add(`spare${i}`, 'spare', spareStart + i - 1, false, [])
   const bridge = `${size.name}-br`
   for (const n of [bridge, ...hosts.map((h) => h.veth)]) {
-    if (n.length > 15) throw new UserError(`interface name ${n} is longer than 15 characters`, ['use a shorter --name'])
+    if (n.length > 15)
+      throw new UserError(`interface name ${n} is longer than 15 characters`, ['use a shorter --name'])
   }
   return {
     name: size.name,
@@ -142,6 +178,7 @@ export function planLab(size: LabSize): LabPlan {
     prefix: subnet.prefix,
     bridge,
     bridgeIp: at(1),
+    bridgeMac: macFor(at(1)),
     hosts,
   }
 }

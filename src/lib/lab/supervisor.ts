@@ -18,7 +18,11 @@ export interface SupervisorInfo {
 }
 
 /** One JSON request to a unix socket of the lab (a supervisor or an Asterisk stand-in), one JSON reply. */
-export function requestJson<T = Record<string, unknown>>(socketPath: string, message: object, timeoutMs = 60_000): Promise<T> {
+export function requestJson<T = Record<string, unknown>>(
+  socketPath: string,
+  message: object,
+  timeoutMs = 60_000,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const sock = net.createConnection(socketPath)
     let buf = ''
@@ -31,7 +35,13 @@ export function requestJson<T = Record<string, unknown>>(socketPath: string, mes
       if (err) reject(err)
       else resolve(value as T)
     }
-    const timer = setTimeout(() => finish(Object.assign(new Error(`no answer from ${socketPath} in ${timeoutMs} ms`), {code: 'ETIMEDOUT'})), timeoutMs)
+    const timer = setTimeout(
+      () =>
+        finish(
+          Object.assign(new Error(`no answer from ${socketPath} in ${timeoutMs} ms`), {code: 'ETIMEDOUT'}),
+        ),
+      timeoutMs,
+    )
     sock.setEncoding('utf8')
     sock.on('connect', () => sock.write(`${JSON.stringify(message)}\n`))
     sock.on('data', (d: string) => {
@@ -46,7 +56,9 @@ export function requestJson<T = Record<string, unknown>>(socketPath: string, mes
       }
     })
     sock.on('error', (err) => finish(err))
-    sock.on('close', () => finish(Object.assign(new Error(`${socketPath} closed the connection`), {code: 'ECONNRESET'})))
+    sock.on('close', () =>
+      finish(Object.assign(new Error(`${socketPath} closed the connection`), {code: 'ECONNRESET'})),
+    )
   })
 }
 
@@ -54,7 +66,11 @@ export function supervisorSocket(dir: string): string {
   return path.join(dir, 'supervisor.sock')
 }
 
-export function supervisorRequest<T = Record<string, unknown>>(dir: string, message: object, timeoutMs?: number): Promise<T> {
+export function supervisorRequest<T = Record<string, unknown>>(
+  dir: string,
+  message: object,
+  timeoutMs?: number,
+): Promise<T> {
   return requestJson<T>(supervisorSocket(dir), message, timeoutMs)
 }
 

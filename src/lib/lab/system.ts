@@ -16,11 +16,14 @@ export function run(
   opts: {input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv} = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env})
+    const child = spawn(cmd, args, {
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      env: opts.env ?? process.env,
+    })
     let stdout = ''
     let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
     const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : undefined
     child.on('error', (err) => {
       clearTimeout(timer)
@@ -30,15 +33,25 @@ export function run(
       clearTimeout(timer)
       resolve({stdout, stderr, code})
     })
-    child.stdin.end(opts.input ?? '')
+    if (child.stdin) {
+      // A program that exits without reading its input must not crash us with EPIPE.
+      child.stdin.on('error', () => {})
+      child.stdin.end(opts.input)
+    }
   })
 }
 
 /** Like run(), but a non-zero exit is an error naming the command and its stderr. */
-export async function runOk(cmd: string, args: string[], opts: Parameters<typeof run>[2] = {}): Promise<RunResult> {
+export async function runOk(
+  cmd: string,
+  args: string[],
+  opts: Parameters<typeof run>[2] = {},
+): Promise<RunResult> {
   const r = await run(cmd, args, opts)
   if (r.code !== 0) {
-    throw new HactlError(`${cmd} ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`)
+    throw new HactlError(
+      `${cmd} ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`,
+    )
   }
   return r
 }
@@ -46,7 +59,11 @@ export async function runOk(cmd: string, args: string[], opts: Parameters<typeof
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Run fn over items, at most `limit` at a time, keeping the order of results. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const out = new Array<R>(items.length)
   let next = 0
   const worker = async () => {
@@ -88,9 +105,10 @@ export function assertLabPrerequisites(command: string): void {
   }
   const missing = missingPackages()
   if (missing.length > 0) {
-    throw new UserError(`the lab needs these Debian packages, which are not installed: ${missing.join(', ')}`, [
-      `apt-get install -y ${missing.join(' ')}`,
-    ])
+    throw new UserError(
+      `the lab needs these Debian packages, which are not installed: ${missing.join(', ')}`,
+      [`apt-get install -y ${missing.join(' ')}`],
+    )
   }
 }
 

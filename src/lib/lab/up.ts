@@ -7,7 +7,15 @@ import {knownHostsText, renderLabConfig} from './config.js'
 import {labDown} from './down.js'
 import {ensureMountpoints, neededMountpoints, userData, writeHostFiles} from './files.js'
 import {configPath, hostDir, labDir, labScriptsDir, statePath} from './paths.js'
-import {type LabSize, type PlannedHost, LAB_DEFAULTS, overlaps, parseSubnet, planLab, type LabPlan} from './plan.js'
+import {
+  type LabSize,
+  type PlannedHost,
+  LAB_DEFAULTS,
+  overlaps,
+  parseSubnet,
+  planLab,
+  type LabPlan,
+} from './plan.js'
 import {readState, writeState, type LabHostState, type LabState} from './state.js'
 import {supervisorInfo} from './supervisor.js'
 import {
@@ -110,14 +118,20 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabUpResult> {
 
     const disc = state.hosts.find((h) => h.kind === 'discovery')!
     startHost(state, disc)
-    await waitUntil(async () => (await httpGet(`${state.discoveryService}/health`, 1000)).status === 200, 30_000, 'the discovery service', options.signal)
+    await waitUntil(
+      async () => (await httpGet(`${state.discoveryService}/health`, 1000)).status === 200,
+      30_000,
+      'the discovery service',
+      options.signal,
+    )
     const etcdHosts = state.hosts.filter((h) => h.etcd)
     const res = await httpGet(`${state.discoveryService}/new?size=${etcdHosts.length}`)
     if (res.status !== 200 || !res.body.startsWith('http://')) {
       throw new HactlError(`the lab's discovery service answered ${res.status}: ${res.body.trim()}`)
     }
     state.discoveryUrl = res.body.trim()
-    for (const h of etcdHosts) writeFileSync(path.join(h.dir, 'coreos-install', 'user_data'), userData(h, state.discoveryUrl))
+    for (const h of etcdHosts)
+      writeFileSync(path.join(h.dir, 'coreos-install', 'user_data'), userData(h, state.discoveryUrl))
     log(`etcd discovery: ${state.discoveryUrl}`)
 
     for (const h of state.hosts) if (h !== disc) startHost(state, h)
@@ -141,13 +155,22 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabUpResult> {
       discoveryService: state.discoveryService,
       discoveryUrl: state.discoveryUrl,
       etcdMembers: members,
-      hosts: state.hosts.map((h) => ({name: h.name, kind: h.kind, ip: h.ip, roles: h.roles, etcd: h.etcd, ns: h.ns})),
+      hosts: state.hosts.map((h) => ({
+        name: h.name,
+        kind: h.kind,
+        ip: h.ip,
+        roles: h.roles,
+        etcd: h.etcd,
+        ns: h.ns,
+      })),
       durationMs: Date.now() - t0,
       exportLine: `export HACTL_CONFIG=${state.configPath}`,
     }
   } catch (error) {
     if (options.keepOnFailure) {
-      log(`lab up failed; the lab is left in place for inspection (${dir}); remove it with: hactl lab down --name ${plan.name}`)
+      log(
+        `lab up failed; the lab is left in place for inspection (${dir}); remove it with: hactl lab down --name ${plan.name}`,
+      )
       throw error
     }
     log('lab up failed; removing what it made')
@@ -155,7 +178,10 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabUpResult> {
     if (error instanceof HactlError) {
       throw new HactlError(error.message, {
         exitCode: error.exitCode,
-        suggestions: [...error.suggestions, `to keep a failed lab for its logs: hactl lab up --name ${plan.name} --keep-on-failure`],
+        suggestions: [
+          ...error.suggestions,
+          `to keep a failed lab for its logs: hactl lab up --name ${plan.name} --keep-on-failure`,
+        ],
         cause: error,
       })
     }
@@ -173,9 +199,10 @@ async function assertNotUp(plan: LabPlan): Promise<void> {
   }
   const stale = (await listNetns()).filter((n) => n.startsWith(`${plan.name}-`))
   if (stale.length > 0 || (await linkExists(plan.bridge))) {
-    throw new UserError(`lab "${plan.name}" left namespaces or links behind (${[...stale, plan.bridge].slice(0, 4).join(', ')}...)`, [
-      `clean up: ${hint}`,
-    ])
+    throw new UserError(
+      `lab "${plan.name}" left namespaces or links behind (${[...stale, plan.bridge].slice(0, 4).join(', ')}...)`,
+      [`clean up: ${hint}`],
+    )
   }
 }
 
@@ -201,9 +228,10 @@ async function assertSubnetFree(plan: LabPlan): Promise<void> {
     }
     if (other.network >>> 24 === 127) continue
     if (overlaps(mine, other)) {
-      throw new UserError(`subnet ${plan.subnet} overlaps ${cidr} (dev ${route.dev ?? '?'}), which this machine already uses`, [
-        'pick a free one, for example: --subnet 10.79.0.0/24',
-      ])
+      throw new UserError(
+        `subnet ${plan.subnet} overlaps ${cidr} (dev ${route.dev ?? '?'}), which this machine already uses`,
+        ['pick a free one, for example: --subnet 10.79.0.0/24'],
+      )
     }
   }
 }
@@ -225,15 +253,36 @@ async function writeFiles(plan: LabPlan, state: LabState): Promise<void> {
   writeFileSync(authorizedKeys, readFileSync(`${key}.pub`, 'utf8'), {mode: 0o600})
   const asteriskIps = plan.hosts.filter((h) => h.kind === 'asterisk').map((h) => h.ip)
   await mapLimit(state.hosts, 8, async (h) => {
-    writeHostFiles({plan, host: h, dir: h.dir, authorizedKeys, rebootDelayMs: state.rebootDelayMs, asteriskIps})
-    await runOk('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `root@${h.name}`, '-f', path.join(h.dir, 'ssh', 'ssh_host_ed25519_key')])
+    writeHostFiles({
+      plan,
+      host: h,
+      dir: h.dir,
+      authorizedKeys,
+      rebootDelayMs: state.rebootDelayMs,
+      asteriskIps,
+    })
+    await runOk('ssh-keygen', [
+      '-q',
+      '-t',
+      'ed25519',
+      '-N',
+      '',
+      '-C',
+      `root@${h.name}`,
+      '-f',
+      path.join(h.dir, 'ssh', 'ssh_host_ed25519_key'),
+    ])
   })
 }
 
 async function setupNetwork(plan: LabPlan): Promise<void> {
-  const create = [`link add ${plan.bridge} type bridge`]
+  const create = [`link add ${plan.bridge} type bridge`, `link set ${plan.bridge} address ${plan.bridgeMac}`]
   for (const h of plan.hosts) {
-    create.push(`netns add ${h.ns}`, `link add ${h.veth} type veth peer name eth0 netns ${h.ns}`, `link set ${h.veth} master ${plan.bridge}`)
+    create.push(
+      `netns add ${h.ns}`,
+      `link add ${h.veth} type veth peer name eth0 address ${h.mac} netns ${h.ns}`,
+      `link set ${h.veth} master ${plan.bridge}`,
+    )
   }
   await runOk('ip', ['-batch', '-'], {input: `${create.join('\n')}\n`})
   // The lab speaks IPv4 only: no IPv6 link-local chatter on its links.
@@ -245,8 +294,16 @@ async function setupNetwork(plan: LabPlan): Promise<void> {
     }
   }
   // Bridged lab traffic does not need the host's packet filter (where br_netfilter is loaded).
-  await run('ip', ['link', 'set', plan.bridge, 'type', 'bridge', 'nf_call_iptables', '0', 'nf_call_ip6tables', '0', 'nf_call_arptables', '0'])
-  const up = [`addr add ${plan.bridgeIp}/${plan.prefix} dev ${plan.bridge}`, `link set ${plan.bridge} up`, ...plan.hosts.map((h) => `link set ${h.veth} up`)]
+  const noFilter = ['nf_call_iptables', '0', 'nf_call_ip6tables', '0', 'nf_call_arptables', '0']
+  await run('ip', ['link', 'set', plan.bridge, 'type', 'bridge', ...noFilter])
+  // Static neighbours, no ARP: the kernel's neighbour table is shared by all namespaces and
+  // overflows (gc_thresh3, 1024 by default) with a few hundred hosts; permanent entries do not count.
+  const up = [
+    `addr add ${plan.bridgeIp}/${plan.prefix} dev ${plan.bridge}`,
+    `link set ${plan.bridge} up`,
+    ...plan.hosts.map((h) => `link set ${h.veth} up`),
+    ...plan.hosts.map((h) => `neigh replace ${h.ip} lladdr ${h.mac} dev ${plan.bridge} nud permanent`),
+  ]
   await runOk('ip', ['-batch', '-'], {input: `${up.join('\n')}\n`})
 }
 
@@ -256,7 +313,19 @@ export function startHost(state: LabState, host: LabHostState): void {
   try {
     const child = spawn(
       'ip',
-      ['netns', 'exec', host.ns, 'unshare', '--mount', '--uts', '--propagation', 'private', '/bin/sh', path.join(labScriptsDir(), 'host-init.sh'), host.dir],
+      [
+        'netns',
+        'exec',
+        host.ns,
+        'unshare',
+        '--mount',
+        '--uts',
+        '--propagation',
+        'private',
+        '/bin/sh',
+        path.join(labScriptsDir(), 'host-init.sh'),
+        host.dir,
+      ],
       {
         detached: true,
         stdio: ['ignore', fd, fd],
@@ -270,7 +339,12 @@ export function startHost(state: LabState, host: LabHostState): void {
   }
 }
 
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string, signal?: AbortSignal): Promise<void> {
+async function waitUntil(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+  signal?: AbortSignal,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     if (signal?.aborted) throw new InterruptedError('lab up interrupted')
@@ -285,7 +359,12 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what:
  * active (etcd: healthy), all etcd members published, and every Kamailio sees every Asterisk as AP.
  * Returns the etcd member names.
  */
-async function waitReady(state: LabState, timeoutMs: number, log: (l: string) => void, signal?: AbortSignal): Promise<string[]> {
+async function waitReady(
+  state: LabState,
+  timeoutMs: number,
+  log: (l: string) => void,
+  signal?: AbortSignal,
+): Promise<string[]> {
   const deadline = Date.now() + timeoutMs
   const pending = new Map(state.hosts.map((h) => [h.name, 'not started'] as [string, string]))
   const asteriskUris = state.hosts.filter((h) => h.kind === 'asterisk').map((h) => `sip:${h.ip}:5060`)
@@ -302,7 +381,8 @@ async function waitReady(state: LabState, timeoutMs: number, log: (l: string) =>
       if (!info) return void pending.set(name, 'supervisor not answering')
       if (info.state !== 'up') return void pending.set(name, `supervisor ${info.state}`)
       const notActive = Object.entries(info.units).filter(([, u]) => u.enabled && u.state !== 'active')
-      if (notActive.length > 0) return void pending.set(name, notActive.map(([n, u]) => `${n} ${u.state}`).join(', '))
+      if (notActive.length > 0)
+        return void pending.set(name, notActive.map(([n, u]) => `${n} ${u.state}`).join(', '))
       const banner = await readBanner(h.ip, 22, 1000)
       if (!banner.startsWith('SSH-2.0-')) return void pending.set(name, 'sshd not answering')
       pending.delete(name)
@@ -310,7 +390,8 @@ async function waitReady(state: LabState, timeoutMs: number, log: (l: string) =>
     if (pending.size === 0 && !etcdOk && etcdHosts.length > 0) {
       const r = await httpGet(`http://${etcdHosts[0]!.ip}:2379/v2/members`)
       try {
-        const list = (JSON.parse(r.body) as {members?: Array<{name?: string; clientURLs?: string[]}>}).members ?? []
+        const list =
+          (JSON.parse(r.body) as {members?: Array<{name?: string; clientURLs?: string[]}>}).members ?? []
         const published = list.filter((m) => m.name && (m.clientURLs ?? []).length > 0)
         members = published.map((m) => m.name!).sort()
         etcdOk = published.length === etcdHosts.length
@@ -330,14 +411,23 @@ async function waitReady(state: LabState, timeoutMs: number, log: (l: string) =>
       const problems = [
         ...[...pending].map(([n, why]) => `${n}: ${why}`),
         ...(etcdOk ? [] : [`etcd: ${members.length}/${etcdHosts.length} members published`]),
-        ...state.hosts.filter((h) => h.kind === 'kamailio' && !kamOk.has(h.name)).map((h) => `${h.name}: not every Asterisk host is AP in dispatcher.list`),
+        ...state.hosts
+          .filter((h) => h.kind === 'kamailio' && !kamOk.has(h.name))
+          .map((h) => `${h.name}: not every Asterisk host is AP in dispatcher.list`),
       ]
-      const tails = [...pending.keys()].slice(0, 3).map((n) => logTail(state, n)).filter(Boolean)
-      throw new HactlError(`the lab did not come up within ${Math.round(timeoutMs / 1000)} s:\n  ${problems.slice(0, 20).join('\n  ')}${tails.length > 0 ? `\n${tails.join('\n')}` : ''}`)
+      const tails = [...pending.keys()]
+        .slice(0, 3)
+        .map((n) => logTail(state, n))
+        .filter(Boolean)
+      throw new HactlError(
+        `the lab did not come up within ${Math.round(timeoutMs / 1000)} s:\n  ${problems.slice(0, 20).join('\n  ')}${tails.length > 0 ? `\n${tails.join('\n')}` : ''}`,
+      )
     }
     if (Date.now() - lastReport > 5000) {
       lastReport = Date.now()
-      log(`waiting for ${pending.size > 0 ? `${pending.size} host(s): ${[...pending.keys()].slice(0, 6).join(', ')}` : 'etcd and Kamailio'}`)
+      log(
+        `waiting for ${pending.size > 0 ? `${pending.size} host(s): ${[...pending.keys()].slice(0, 6).join(', ')}` : 'etcd and Kamailio'}`,
+      )
     }
     await sleep(200)
   }
@@ -347,7 +437,13 @@ function logTail(state: LabState, name: string): string {
   const h = state.hosts.find((x) => x.name === name)
   if (!h) return ''
   const parts: string[] = []
-  for (const f of ['supervisor.log', 'log/etcd2.log', 'log/sshd.log', 'log/asterisk.log', 'log/kamailio.log']) {
+  for (const f of [
+    'supervisor.log',
+    'log/etcd2.log',
+    'log/sshd.log',
+    'log/asterisk.log',
+    'log/kamailio.log',
+  ]) {
     try {
       const text = readFileSync(path.join(h.dir, f), 'utf8').trim().split('\n').slice(-5).join('\n    ')
       if (text) parts.push(`  ${name} ${f}:\n    ${text}`)

@@ -19,6 +19,8 @@ export interface CapacityCheck {
   remaining: string[]
   /** The boxes this drain takes out of service (in service now and drained by this run). */
   removing: string[]
+  /** The boxes out of service now (drained, down, or out of rotation somewhere). */
+  outOfService: string[]
   /** A sentence for the operator; says how many are in service and which. */
   message: string
 }
@@ -31,6 +33,7 @@ export interface CapacityCheck {
 export function checkCapacity(nodes: CapacityNode[], draining: string[], minInService: number): CapacityCheck {
   const targets = new Set(draining)
   const inService = nodes.filter((n) => n.inService).map((n) => n.name)
+  const outOfService = nodes.filter((n) => !n.inService).map((n) => n.name)
   const removing = inService.filter((n) => targets.has(n))
   const remaining = inService.filter((n) => !targets.has(n))
   const ok = removing.length === 0 || remaining.length >= minInService
@@ -45,7 +48,7 @@ export function checkCapacity(nodes: CapacityNode[], draining: string[], minInSe
       `draining ${removing.join(', ')} would leave ${remaining.length} Asterisk ${plural(remaining.length, 'box', 'boxes')} in service` +
       `${remaining.length > 0 ? ` (${remaining.join(', ')})` : ''}, fewer than minInService (${minInService}); ${now}`
   }
-  return {ok, minInService, inService, remaining, removing, message}
+  return {ok, minInService, inService, remaining, removing, outOfService, message}
 }
 
 function plural(n: number, one: string, many: string): string {

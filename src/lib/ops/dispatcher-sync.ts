@@ -317,8 +317,8 @@ export async function applyDispatcherSync(config: HactlConfig, pool: SshPool, pl
         result.reloaded = true
         opts.progress?.update(h.node, 'verifying with kamcmd dispatcher.list')
         const targets = targetsOfSet(listText, plan.setId, parseDispatcherList)
+        // runtimeDifferences keeps what the plan found; what is left after the reload is the error.
         const differences = runtimeDifferences(targets, plan.destinations)
-        result.runtimeDifferences = differences
         if (differences.length > 0) {
           throw new HactlError(`${h.node}: after the reload, dispatcher.list still differs: ${differences.join('; ')}`, {
             suggestions: [`see it: hactl dispatcher show`, `check that kamailio's list_file is ${h.listFile}`],

@@ -16,6 +16,7 @@ import type {MaintenanceMark} from '../etcd/maintenance.js'
 import {ExitCode, formatMs, HactlError, HostError, InterruptedError, UserError} from '../errors.js'
 import {readDestinations, setStateEverywhere, stateArgOf, type DestinationView, type RotationChange} from '../kamailio.js'
 import type {SshPool} from '../ssh/pool.js'
+import {shellQuote} from '../ssh/quote.js'
 import {checkCapacity, type CapacityCheck} from './capacity.js'
 
 /**
@@ -268,22 +269,39 @@ export function buildRunPlan(facts: DrainFacts, opts: BuildPlanOptions): DrainRu
   return {operation: opts.operation, nodes, ...(capacity ? {capacity} : {}), force: opts.force, timeoutMs: opts.timeoutMs, forceEffects}
 }
 
+/** A preflight check failed (a host does not answer, a box is not what it should be). Nothing changed. Exit 1. */
+export class PreflightError extends HactlError {
+  readonly kind = 'preflight'
+}
+
+/** The capacity guard refused the drain. Nothing changed. Exit 1. */
+export class CapacityError extends HactlError {
+  readonly kind = 'capacity'
+  constructor(
+    message: string,
+    readonly capacity: CapacityCheck,
+    suggestions: string[],
+  ) {
+    super(message, {suggestions})
+  }
+}
+
 /** The error that stops a run before it changes anything, if any. Pure. */
 export function preflightError(plan: DrainRunPlan, bin = 'hactl'): HactlError | undefined {
   const blocked = plan.nodes.filter((n): n is Extract<NodePlan, {action: 'blocked'}> => n.action === 'blocked')
   if (blocked.length > 0) {
-    return new HactlError(`cannot ${plan.operation} ${blocked.map((b) => b.node).join(', ')}; nothing was changed: ${blocked.map((b) => b.reason).join('; ')}`, {
+    return new PreflightError(`cannot ${plan.operation} ${blocked.map((b) => b.node).join(', ')}; nothing was changed: ${blocked.map((b) => b.reason).join('; ')}`, {
       suggestions: [...new Set(blocked.flatMap((b) => b.suggestions))],
     })
   }
-  if (plan.operation === 'drain' && plan.capacity && !plan.capacity.ok && !plan.force) {
+  const capacity = plan.capacity
+  if (plan.operation === 'drain' && capacity && !capacity.ok && !plan.force) {
     const targets = plan.nodes.filter((n) => n.action === 'apply').map((n) => n.node)
-    return new HactlError(`refusing to drain: ${plan.capacity.message}; nothing was changed`, {
-      suggestions: [
-        'put another box back in service first: ' + `${bin} node undrain NODE`,
-        `or drain anyway, leaving fewer boxes in service (asks for confirmation): ${bin} node drain ${targets.join(' ')} --force`,
-      ],
-    })
+    const others = capacity.outOfService.filter((n) => !targets.includes(n))
+    return new CapacityError(`refusing to drain: ${capacity.message}; nothing was changed`, capacity, [
+      others.length > 0 ? `put a box back in service first: ${bin} node undrain ${others[0]}   (out of service: ${others.join(', ')})` : `add Asterisk boxes, or lower asterisk.minInService (${capacity.minInService}) in hactl.yaml`,
+      `or drain anyway, leaving fewer boxes in service (asks for confirmation): ${bin} node drain ${targets.join(' ')} --force`,
+    ])
   }
   return undefined
 }
@@ -298,11 +316,16 @@ export function planLines(plan: DrainRunPlan): string[] {
     else n.steps.forEach((s, i) => lines.push(`  ${i + 1}. ${s.title}`))
   }
   if (plan.capacity && plan.nodes.some((n) => n.action === 'apply')) lines.push(`capacity: ${plan.capacity.message}`)
-  if (plan.operation === 'drain' && plan.nodes.some((n) => n.action === 'apply')) {
+  if (plan.operation === 'drain' && waits(plan)) {
     lines.push(`timeout: ${formatMs(plan.timeoutMs)}${plan.force ? ', then end the remaining calls (--force)' : ', then leave the box out of rotation and report'}`)
   }
   for (const e of plan.forceEffects) lines.push(`--force will ${e}`)
   return lines
+}
+
+/** Whether some node of the plan waits for calls or for Asterisk to stop (so --timeout matters). */
+export function waits(plan: DrainRunPlan): boolean {
+  return plan.nodes.some((n) => n.action === 'apply' && n.steps.some((s) => s.kind === 'wait-calls' || s.kind === 'wait-exit' || s.kind === 'stop'))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,7 +449,7 @@ async function runOperation(operation: 'drain' | 'undrain', ctx: DrainContext, o
   const etcd = await openEtcd(config, config.etcd.via === 'ssh' && etcdNode ? {tunnel: (h, p) => pool.forwardOut(etcdNode, h, p)} : {})
   let lock: {release(): Promise<void>} | undefined
   try {
-    const command = [bin, ...(ctx.argv ?? ['node', operation, ...opts.nodes.map((n) => n.name)])].join(' ')
+    const command = [bin, ...(ctx.argv ?? ['node', operation, ...opts.nodes.map((n) => n.name)])].map((a) => shellQuote(a)).join(' ')
     // A dry run changes nothing, so it need not wait for (or block) anyone else's run.
     if (!opts.dryRun) lock = await takeLock(ctx, etcd, command, hooks)
     const state: RunState = {
@@ -624,7 +647,8 @@ async function applyDrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts, 
   let callsLeft = 0
   let callsCut: number | undefined
   let deadline = 0
-  const since = f.mark?.since
+  // The mark keeps the time the drain began, through draining → drained and later runs.
+  let since = f.mark?.since
   const result = (outcome: NodeOutcome, message: string, extra: Partial<NodeRunResult> = {}): NodeRunResult => ({
     node: node.name,
     outcome,
@@ -672,13 +696,14 @@ async function applyDrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts, 
     report.start(step.kind)
     switch (step.kind) {
       case 'mark-draining': {
-        await setMark(etcd, prefix, {
+        const stored = await setMark(etcd, prefix, {
           node: node.name,
           state: 'draining',
           ...(opts.reason === undefined ? (f.mark?.reason ? {reason: f.mark.reason} : {}) : {reason: opts.reason}),
           command: run.command,
           ...(since ? {since} : {}),
         })
+        since = stored.since
         mark = 'draining'
         report.done()
         break
@@ -728,7 +753,7 @@ async function applyDrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts, 
           break
         }
         callsLeft = w.callsLeft
-        const what = `${w.callsLeft} ${w.callsLeft === 1 ? 'call' : 'calls'} left${w.channelsLeft !== w.callsLeft ? ` (${w.channelsLeft} channels)` : ''}`
+        const what = `${w.callsLeft} ${w.callsLeft === 1 ? 'call' : 'calls'} left${w.callsLeft === 0 && w.channelsLeft > 0 ? ` (${w.channelsLeft} channels)` : ''}`
         if (w.outcome === 'timeout' && opts.force) return forceStop(step.kind, what)
         return stopped(step.kind, w.outcome, what)
       }
@@ -766,11 +791,11 @@ async function applyDrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts, 
         throw new Error(`drain: unexpected step ${step.kind}`)
     }
   }
-  const drained = callsAtStart ?? 0
+  // Unknown when a pending shutdown kept Asterisk from counting them.
+  const ended = callsAtStart === undefined ? undefined : callsAtStart - (callsCut ?? 0)
   const parts = [
     `drained in ${formatMs(Date.now() - started)}`,
-    `${drained - (callsCut ?? 0)} ${drained - (callsCut ?? 0) === 1 ? 'call' : 'calls'} ended normally`,
-    ...(callsCut ? [`${callsCut} ended by --force`] : []),
+    ...(ended === undefined ? [] : [`${ended} ${ended === 1 ? 'call' : 'calls'} ended normally`]),
   ]
   return result('drained', parts.join(', '))
 

@@ -29,8 +29,7 @@ export interface ExecOutcome {
 }
 
 export type ExecUpdate =
-  | {node: string; state: 'connecting' | 'running'}
-  | {node: string; state: 'done'; result: ExecHostResult}
+  {node: string; state: 'connecting' | 'running'} | {node: string; state: 'done'; result: ExecHostResult}
 
 export interface ExecOptions {
   onUpdate?: (update: ExecUpdate) => void
@@ -55,11 +54,21 @@ export async function execOnNodes(
   const ok = results.filter((r) => r.ok).length
   return {
     results,
-    summary: {total: results.length, ok, failed: results.length - ok, durationMs: Math.round(performance.now() - started)},
+    summary: {
+      total: results.length,
+      ok,
+      failed: results.length - ok,
+      durationMs: Math.round(performance.now() - started),
+    },
   }
 }
 
-async function execOne(pool: Pick<SshPool, 'connect' | 'run'>, node: ResolvedNode, command: string, opts: ExecOptions): Promise<ExecHostResult> {
+async function execOne(
+  pool: Pick<SshPool, 'connect' | 'run'>,
+  node: ResolvedNode,
+  command: string,
+  opts: ExecOptions,
+): Promise<ExecHostResult> {
   const started = performance.now()
   let result: ExecHostResult
   try {

@@ -128,23 +128,20 @@ export interface RediscoverPlan {
   steps: string[]
 }
 
-export type RediscoverPhase = 'preflight' | 'backup' | 'token' | 'stop' | 'wipe' | 'write' | 'reboot' | 'wait-ssh' | 'wait-etcd' | 'restore'
+export type RediscoverPhase = 'preflight' | 'backup' | 'token' | 'prepare' | 'wait-ssh' | 'wait-etcd' | 'restore'
 
 export const PHASE_TITLES: Record<RediscoverPhase, string> = {
   preflight: 'Preflight (read-only)',
   backup: 'Save the etcd data',
   token: 'New discovery token',
-  stop: 'Stop etcd',
-  wipe: 'Remove the data paths',
-  write: 'Write the new discovery URL',
-  reboot: 'Reboot',
+  prepare: 'Stop etcd, remove its data, write the new URL, reboot',
   'wait-ssh': 'Wait for the hosts (new boot id, etcd active)',
   'wait-etcd': 'Wait for a healthy etcd cluster',
   restore: 'Put the keys back',
 }
 
 /** Phases that have one row per host. */
-export const HOST_PHASES: ReadonlySet<RediscoverPhase> = new Set(['preflight', 'stop', 'wipe', 'write', 'reboot', 'wait-ssh'])
+export const HOST_PHASES: ReadonlySet<RediscoverPhase> = new Set(['preflight', 'prepare', 'wait-ssh'])
 
 export type RediscoverEvent =
   | {type: 'phase'; phase: RediscoverPhase; state: 'start' | 'done' | 'failed' | 'skipped'; detail?: string}
@@ -195,7 +192,7 @@ export interface RediscoverResult {
 }
 
 /** Where each host stands when a rediscovery stops half way. */
-export type HostStage = 'untouched' | 'etcd stopped' | 'data wiped' | 'new URL written' | 'reboot issued' | 'rebooted' | 'etcd active'
+export type HostStage = 'untouched' | 'unknown' | 'etcd stopped' | 'data wiped' | 'new URL written' | 'reboot issued' | 'rebooted' | 'etcd active'
 
 export interface HostState {
   name: string
@@ -226,6 +223,8 @@ export function describeStage(stage: HostStage): string {
   switch (stage) {
     case 'untouched':
       return 'not changed (etcd as before)'
+    case 'unknown':
+      return 'unknown: the SSH session was cut before the host said how far it got (it may be rebooting)'
     case 'etcd stopped':
       return 'etcd stopped, data still there'
     case 'data wiped':
@@ -551,7 +550,7 @@ export function planRediscover(facts: RediscoverFacts, v: ValidatedInputs, s: Pl
       : `no backup: ${backup.reason}`,
   )
   steps.push(v.source.kind === 'given' ? `use the given discovery URL ${v.source.url} (size ${v.size})` : `get a new discovery token for ${v.size} members from ${describeDiscoverySource(v.source)}`)
-  steps.push(`on ${names} at once: stop ${s.etcdService} (killed: its data is removed next), remove ${v.wipe.join(' ')}, write the new URL into ${s.discoveryFile} (${s.discoveryFormat}), reboot`)
+  steps.push(`on ${names} at once, one SSH session each: stop ${s.etcdService} (killed: its data is removed next), remove ${v.wipe.join(' ')}, write the new URL into ${s.discoveryFile} (${s.discoveryFormat}), reboot`)
   steps.push(`wait for every host to come back with a new boot id and ${s.etcdService} active (up to ${formatMs(s.rebootTimeoutMs)}), then for ${v.size} healthy members with a leader (up to ${formatMs(s.healthTimeoutMs)})`)
   steps.push(
     restore.enabled
@@ -593,17 +592,16 @@ export function planRediscover(facts: RediscoverFacts, v: ValidatedInputs, s: Pl
  * Stop etcd at once. Its data is removed next, so a graceful stop only waits (~7 s) for a
  * leadership transfer that cannot happen when every member stops together. The stop is queued
  * first (`--no-block`: the unit is on its way down, so Restart= does not bring it back), then the
- * process is killed: `systemctl kill -s KILL`, or, where systemctl has no `kill` (the lab), a
- * SIGKILL to the unit's main process group. The final blocking `stop` returns once it is down.
+ * process is killed: `systemctl kill -s KILL` (the whole cgroup), or, where systemctl has no
+ * `kill` (the lab), SIGKILL to the unit's main process group. Then wait (shell builtins only, no
+ * more systemctl round trips) until the main process is gone.
  */
 export function stopEtcdCommand(service: string): string {
   return [
     sh`pid=$(systemctl show -p MainPID ${service} 2>/dev/null | sed -n 's/^MainPID=//p')`,
-    sh`systemctl stop --no-block ${service}`,
+    sh`systemctl stop --no-block ${service} || exit 1`,
     sh`systemctl kill -s KILL ${service} >/dev/null 2>&1 || { case $pid in ''|0) ;; *) kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null ;; esac; }`,
-    sh`systemctl stop ${service}`,
-    sh`state=$(systemctl is-active ${service} 2>/dev/null)`,
-    sh`case $state in active|activating|deactivating|reloading) echo "etcd is still $state after the stop" >&2; exit 1 ;; esac`,
+    `case $pid in ''|0) ;; *) n=0; while kill -0 "$pid" 2>/dev/null; do n=$((n+1)); if [ "$n" -ge 200 ]; then echo "etcd (pid $pid) still runs 10s after SIGKILL" >&2; exit 1; fi; sleep 0.05; done ;; esac`,
   ].join('\n')
 }
 
@@ -632,10 +630,82 @@ export function writeDiscoveryCommand(file: string, expected: {exists: boolean; 
   ].join('\n')
 }
 
+const STEP = '@@hactl-step:'
+
+/**
+ * Stop, wipe, write and reboot in one SSH session (a session is a round trip and, on some hosts, a
+ * login shell's start-up): each step runs only if the one before succeeded, and a marker line
+ * after each says how far the host got. Only the write reads stdin (the new file). `reboot`
+ * returns before the system goes down (systemd queues the job), so the markers arrive; if the
+ * session is cut anyway, the boot id and the file read after the reboot tell what happened.
+ */
+export function prepareHostCommand(config: HactlConfig, wipe: string[], expected: {exists: boolean; sha256: string}): string {
+  return [
+    `( ${stopEtcdCommand(config.etcd.service)}
+) </dev/null || exit 10`,
+    `echo ${STEP}stopped`,
+    `( ${remoteWipeScript(wipe, config.etcd.dataDir)}
+) </dev/null || exit 11`,
+    `echo ${STEP}wiped`,
+    `( ${writeDiscoveryCommand(config.etcd.discovery.file, expected)}
+) || exit 12`,
+    `echo ${STEP}written`,
+    `${REBOOT_COMMAND} </dev/null || exit 13`,
+    `echo ${STEP}rebooting`,
+  ].join('\n')
+}
+
+/** How far a prepare script got, and what it said on the way (the wipe's removed/absent lines). */
+export function parsePrepareOutput(stdout: string): {stage: HostStage; lines: string[]} {
+  let stage: HostStage = 'untouched'
+  const lines: string[] = []
+  for (const line of stdout.split('\n')) {
+    if (line === `${STEP}stopped`) stage = 'etcd stopped'
+    else if (line === `${STEP}wiped`) stage = 'data wiped'
+    else if (line === `${STEP}written`) stage = 'new URL written'
+    else if (line === `${STEP}rebooting`) stage = 'reboot issued'
+    else if (line.trim() !== '') lines.push(line.trim())
+  }
+  return {stage, lines}
+}
+
+const PREPARE_STEP_FAILED: Record<number, string> = {10: 'stopping etcd', 11: 'removing the data paths', 12: 'writing the discovery file', 13: 'reboot'}
+
 export const REBOOT_COMMAND = 'reboot'
 
-export function waitProbeCommand(service: string): string {
-  return sh`cat /proc/sys/kernel/random/boot_id; systemctl is-active ${service} 2>/dev/null || true`
+/**
+ * What a prepare session's result means. The session may be cut by the reboot: once the URL was
+ * written, a cut session (no exit status) means the reboot was issued; before any marker, nobody
+ * knows how far the host got.
+ */
+export function interpretPrepare(r: {stdout: string; stderr: string; code: number | null; signal?: string}): {stage: HostStage; removed: string[]; error?: string} {
+  const got = parsePrepareOutput(r.stdout)
+  const removed = got.lines.filter((l) => l.startsWith('removed ')).map((l) => l.slice(8))
+  if (r.code === 0 && got.stage === 'reboot issued') return {stage: got.stage, removed}
+  if (r.code === null && (got.stage === 'new URL written' || got.stage === 'reboot issued')) return {stage: 'reboot issued', removed}
+  if (r.code === null && got.stage === 'untouched') return {stage: 'unknown', removed, error: 'the SSH session was cut before the host reported anything'}
+  const step = PREPARE_STEP_FAILED[r.code ?? -1] ?? `the script (${r.code === null ? `session cut${r.signal ? `, ${r.signal}` : ''}` : `exit ${r.code}`})`
+  const why = r.stderr.trim() ? `: ${lastLine(r.stderr)}` : ''
+  return {stage: got.stage, removed, error: `${step} failed${why}`}
+}
+
+/**
+ * Boot id, then (on a new boot only) wait on the host until the etcd unit is active, for up to
+ * `maxMs`: one session instead of a poll per round trip. Prints the boot id, the last state and
+ * (with `discoveryFile`) that file in base64.
+ */
+export function waitProbeCommand(service: string, oldBootId = '', maxMs = 0, discoveryFile?: string): string {
+  const rounds = Math.max(0, Math.floor(maxMs / 100))
+  return [
+    'b=$(cat /proc/sys/kernel/random/boot_id)',
+    'echo "$b"',
+    sh`[ "$b" = ${oldBootId} ] && exit 0`,
+    'n=0',
+    sh`while :; do s=$(systemctl is-active ${service} 2>/dev/null); case $s in active) break ;; esac; n=$((n+1)); [ "$n" -gt ${rounds} ] && break; sleep 0.1; done`,
+    'echo "${s:-unknown}"',
+    // The discovery file as the new boot sees it: proof the new URL was written.
+    ...(discoveryFile ? [sh`base64 < ${discoveryFile} 2>/dev/null || true`] : []),
+  ].join('\n')
 }
 
 // --- Apply -----------------------------------------------------------------------------------
@@ -660,7 +730,7 @@ export async function rediscoverCluster(config: HactlConfig, pool: SshPool, opts
   const ctx: Ctx = {
     emit: opts.onEvent ?? (() => {}),
     ...(opts.signal ? {signal: opts.signal} : {}),
-    pollMs: opts.pollMs ?? 200,
+    pollMs: opts.pollMs ?? 100,
     stateDir,
     bin: opts.bin ?? 'hactl',
     tokenTimeoutMs: opts.tokenTimeoutMs ?? 10_000,
@@ -791,43 +861,44 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
   }
   const cleanAbort = () => new InterruptedError('interrupted before any host was changed; nothing was changed on the hosts')
 
-  // 1. Backup (local files only: an interrupt or failure here changes nothing on the hosts).
-  let backup: BackupResult | undefined
+  // 1. Backup and new token, at the same time (both are local or remote-service only: an
+  //    interrupt or failure here changes nothing on the hosts).
   let backupSkipped: string | undefined
-  if (plan.backup.take && env.handle) {
-    const h = env.handle
-    backup = await timed('backup', async () => {
-      ctx.emit({type: 'phase', phase: 'backup', state: 'start'})
-      try {
-        const {backupEtcd} = await import('../etcd/backup.js')
-        const r = await backupEtcd(h, {cluster: plan.cluster, dir: path.join(ctx.stateDir, 'backups'), ...(ctx.signal ? {signal: ctx.signal} : {})})
-        ctx.emit({type: 'phase', phase: 'backup', state: 'done', detail: `${r.keys} keys, snapshot ${r.snapshotBytes} bytes: ${r.snapshotPath}`})
-        return r
-      } catch (error) {
-        if (ctx.signal?.aborted) throw cleanAbort()
-        if (v.restore) {
-          ctx.emit({type: 'phase', phase: 'backup', state: 'failed', detail: firstLine((error as Error).message)})
-          throw new HactlError(`could not save the etcd data: ${firstLine((error as Error).message)}; nothing was changed`, {
-            suggestions: [`to rediscover anyway and lose the keyspace, run again with --no-restore`],
-            cause: error,
-          })
-        }
-        backupSkipped = `the backup failed (${firstLine((error as Error).message)}); going on because of --no-restore`
-        warnings.push(backupSkipped)
-        ctx.emit({type: 'phase', phase: 'backup', state: 'failed', detail: backupSkipped})
-        return undefined
-      }
-    })
-  } else {
+  const backupP: Promise<BackupResult | undefined> =
+    plan.backup.take && env.handle
+      ? timed('backup', async () => {
+          const h = env.handle!
+          ctx.emit({type: 'phase', phase: 'backup', state: 'start'})
+          try {
+            const {backupEtcd} = await import('../etcd/backup.js')
+            const r = await backupEtcd(h, {cluster: plan.cluster, dir: path.join(ctx.stateDir, 'backups'), ...(ctx.signal ? {signal: ctx.signal} : {})})
+            ctx.emit({type: 'phase', phase: 'backup', state: 'done', detail: `${r.keys} keys, snapshot ${r.snapshotBytes} bytes: ${r.snapshotPath}`})
+            return r
+          } catch (error) {
+            if (ctx.signal?.aborted) throw cleanAbort()
+            if (v.restore) {
+              ctx.emit({type: 'phase', phase: 'backup', state: 'failed', detail: firstLine((error as Error).message)})
+              throw new HactlError(`could not save the etcd data: ${firstLine((error as Error).message)}; nothing was changed`, {
+                suggestions: [`to rediscover anyway and lose the keyspace, run again with --no-restore`],
+                cause: error,
+              })
+            }
+            backupSkipped = `the backup failed (${firstLine((error as Error).message)}); going on because of --no-restore`
+            warnings.push(backupSkipped)
+            ctx.emit({type: 'phase', phase: 'backup', state: 'failed', detail: backupSkipped})
+            return undefined
+          }
+        })
+      : Promise.resolve(undefined)
+  if (!(plan.backup.take && env.handle)) {
     backupSkipped = plan.backup.take ? 'etcd stopped answering' : plan.backup.reason
     ctx.emit({type: 'phase', phase: 'backup', state: 'skipped', detail: backupSkipped})
   }
-  if (ctx.signal?.aborted) throw cleanAbort()
 
-  // 2. New token. Remember the old URLs and the new one before any host sees it.
+  // Remember the old URLs and the new one before any host sees it.
   const {newDiscoveryUrl, recordUsedUrls, assertUnusedUrl: refuseUsed} = await import('../etcd/discovery-service.js')
-  await recordUsedUrls(plan.cluster, plan.oldDiscoveryUrls, 'configured', facts.usedFile)
-  const newUrl = await timed('token', async () => {
+  const tokenP = timed('token', async () => {
+    await recordUsedUrls(plan.cluster, plan.oldDiscoveryUrls, 'configured', facts.usedFile)
     ctx.emit({type: 'phase', phase: 'token', state: 'start'})
     try {
       const url = await newDiscoveryUrl(plan.source, {
@@ -850,6 +921,11 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
       throw error
     }
   })
+  const [backupR, tokenR] = await Promise.allSettled([backupP, tokenP])
+  if (backupR.status === 'rejected') throw backupR.reason
+  if (tokenR.status === 'rejected') throw tokenR.reason
+  const backup = backupR.value
+  const newUrl = tokenR.value
   if (ctx.signal?.aborted) throw cleanAbort()
 
   // The point of no return. The lock dies with etcd anyway; give it back cleanly first.
@@ -908,29 +984,32 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
   const fmt = {format: config.etcd.discovery.format, key: config.etcd.discovery.key}
   const {createHash} = await import('node:crypto')
 
-  await onEveryHost('stop', async (_h, node) => {
-    await pool.run(node, stopEtcdCommand(config.etcd.service), {timeoutMs: 30_000})
-    return {stage: 'etcd stopped'}
-  })
-  await onEveryHost('wipe', async (_h, node) => {
-    const r = await pool.run(node, remoteWipeScript(v.wipe, config.etcd.dataDir), {timeoutMs: 60_000})
-    return {stage: 'data wiped', ...(r.stdout.trim() ? {detail: firstLine(r.stdout)} : {})}
-  })
-  await onEveryHost('write', async (h, node) => {
+  await onEveryHost('prepare', async (h, node) => {
     const next = writeDiscoveryUrl(h.discoveryText, newUrl, fmt)
     const sha256 = createHash('sha256').update(h.discoveryText).digest('hex')
-    await pool.run(node, writeDiscoveryCommand(config.etcd.discovery.file, {exists: h.discoveryFileExists, sha256}), {stdin: next})
-    return {stage: 'new URL written'}
-  })
-  await onEveryHost('reboot', async (_h, node) => {
-    await issueReboot(pool, node)
-    return {stage: 'reboot issued'}
+    let r: {stdout: string; stderr: string; code: number | null; signal?: string}
+    try {
+      r = await pool.run(node, prepareHostCommand(config, v.wipe, {exists: h.discoveryFileExists, sha256}), {stdin: next, check: false, timeoutMs: 60_000})
+    } catch (error) {
+      // No answer at all (the connection died, or the command timed out): how far it got is unknown.
+      if (error instanceof HostError && (error.kind === 'unreachable' || error.kind === 'timeout')) r = {stdout: '', stderr: error.message, code: null}
+      else throw error
+    } finally {
+      // The next step (waiting for the new boot) opens a new connection; closing this one can take
+      // a while on a host going down, so it is not awaited.
+      void pool.drop(node).catch(() => undefined)
+    }
+    const got = interpretPrepare(r)
+    states.get(h.name)!.stage = got.stage
+    if (got.error) throw new HactlError(got.error)
+    return {stage: got.stage, detail: `${config.etcd.service} killed; ${got.removed.length > 0 ? `removed ${got.removed.join(' ')}` : 'nothing to remove'}; new URL written; reboot issued`}
   })
 
   // Wait for the hosts: new boot id (the same one means it did not reboot) and etcd active.
   const newBoot = new Map<string, string>()
   await onEveryHost('wait-ssh', async (h, node) => {
-    const id = await waitForReboot(pool, node, h.bootId, config.etcd.service, {
+    const back = await waitForReboot(pool, node, h.bootId, config.etcd.service, {
+      discoveryFile: config.etcd.discovery.file,
       timeoutMs: env.rebootTimeoutMs,
       pollMs: ctx.pollMs,
       ...(ctx.signal ? {signal: ctx.signal} : {}),
@@ -939,8 +1018,20 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
         ctx.emit({type: 'host', phase: 'wait-ssh', host: h.name, state: 'update', detail})
       },
     })
+    const id = back.bootId
     newBoot.set(h.name, id)
-    return {stage: 'etcd active', detail: `boot ${id.slice(0, 8)}, ${config.etcd.service} active`}
+    states.get(h.name)!.stage = 'etcd active'
+    // The file as the new boot sees it must carry the new URL (and etcd read it at start).
+    let seen: string | null = null
+    try {
+      seen = back.discoveryText === undefined ? null : readDiscoveryUrl(back.discoveryText, fmt)
+    } catch {
+      seen = null
+    }
+    if (seen === null || normalizeDiscoveryUrl(seen) !== normalizeDiscoveryUrl(newUrl)) {
+      throw new HactlError(`back with ${config.etcd.service} active, but ${config.etcd.discovery.file} has ${seen ?? 'no discovery URL'}, not the new ${newUrl}`)
+    }
+    return {stage: 'etcd active', detail: `boot ${id.slice(0, 8)}, ${config.etcd.service} active, new URL in place`}
   })
 
   // Wait for etcd: N healthy members, one leader, and not the old cluster.
@@ -1034,23 +1125,6 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
 }
 
 /**
- * Issue a reboot. The SSH session is cut when sshd goes down: a lost connection (or no answer
- * before the timeout) counts as issued; the boot id check that follows is what proves it.
- */
-export async function issueReboot(pool: Pick<SshPool, 'run' | 'drop'>, node: ResolvedNode): Promise<void> {
-  try {
-    const r = await pool.run(node, REBOOT_COMMAND, {check: false, timeoutMs: 15_000})
-    if (r.code !== null && r.code !== 0) {
-      throw new HactlError(`reboot exited with status ${r.code}${r.stderr.trim() ? `: ${firstLine(r.stderr)}` : ''}`)
-    }
-  } catch (error) {
-    if (!(error instanceof HostError) || (error.kind !== 'unreachable' && error.kind !== 'timeout')) throw error
-  } finally {
-    await pool.drop(node)
-  }
-}
-
-/**
  * Poll a rebooting host until it answers over SSH with a boot id other than `oldBootId` and the
  * etcd unit active. Returns the new boot id.
  */
@@ -1059,8 +1133,8 @@ export async function waitForReboot(
   node: ResolvedNode,
   oldBootId: string,
   service: string,
-  opts: {timeoutMs: number; pollMs: number; signal?: AbortSignal; onState?: (stage: HostStage, detail: string) => void; now?: () => number},
-): Promise<string> {
+  opts: {timeoutMs: number; pollMs: number; discoveryFile?: string; signal?: AbortSignal; onState?: (stage: HostStage, detail: string) => void; now?: () => number},
+): Promise<{bootId: string; discoveryText?: string}> {
   const now = opts.now ?? Date.now
   const deadline = now() + opts.timeoutMs
   let sawOld = false
@@ -1079,8 +1153,13 @@ export async function waitForReboot(
       throw new HactlError(`not back after ${formatMs(opts.timeoutMs)} (--reboot-timeout)${lastError ? `: ${lastError}` : ''}`)
     }
     try {
-      const r = await pool.run(node, waitProbeCommand(service), {check: false, timeoutMs: Math.max(500, Math.min(5000, left)), timeoutName: '--reboot-timeout'})
-      const [boot = '', state = ''] = r.stdout.split('\n').map((l) => l.trim())
+      const waitMs = Math.max(0, Math.min(30_000, left - 2000))
+      const r = await pool.run(node, waitProbeCommand(service, oldBootId, waitMs, opts.discoveryFile), {
+        check: false,
+        timeoutMs: Math.max(1000, Math.min(waitMs + 5000, left)),
+        timeoutName: '--reboot-timeout',
+      })
+      const [boot = '', state = '', ...rest] = r.stdout.split('\n').map((l) => l.trim())
       lastError = ''
       if (!boot) {
         lastError = 'no boot id in the answer'
@@ -1088,9 +1167,9 @@ export async function waitForReboot(
         // The old system still answers (sshd not down yet): that connection dies with it.
         sawOld = true
         report('reboot issued', 'old system still up')
-        await pool.drop(node)
+        void pool.drop(node).catch(() => undefined)
       } else if (state === 'active') {
-        return boot
+        return opts.discoveryFile === undefined ? {bootId: boot} : {bootId: boot, discoveryText: Buffer.from(rest.join(''), 'base64').toString('utf8')}
       } else {
         report('rebooted', `back (boot ${boot.slice(0, 8)}), ${service} ${state || 'not active'}`)
       }
@@ -1098,7 +1177,7 @@ export async function waitForReboot(
       if (!(error instanceof HostError)) throw error
       lastError = stripHost(error.message, node.name)
       report('reboot issued', 'waiting for SSH')
-      await pool.drop(node)
+      void pool.drop(node).catch(() => undefined)
     }
     await sleep(Math.min(opts.pollMs, Math.max(0, deadline - now())), opts.signal)
   }

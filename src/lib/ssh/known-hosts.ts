@@ -152,7 +152,8 @@ export function checkHostKey(entries: KnownHostEntry[], name: string, key: Buffe
 /** Key types known for `name`, in file order: the host key algorithms to ask the server for first. */
 export function knownKeyTypes(entries: KnownHostEntry[], name: string): string[] {
   const types: string[] = []
-  for (const e of entries) if (!e.revoked && hostMatches(e, name) && !types.includes(e.keyType)) types.push(e.keyType)
+  for (const e of entries)
+    if (!e.revoked && hostMatches(e, name) && !types.includes(e.keyType)) types.push(e.keyType)
   return types
 }
 
@@ -195,7 +196,16 @@ async function appendNow(file: string, name: string, key: Buffer): Promise<Known
   // One write with O_APPEND: another process appending at the same time cannot split the line.
   await appendFile(file, text, {mode: 0o600, flag: 'a'})
   const line = existing === '' ? 1 : existing.replace(/\n$/, '').split('\n').length + 1
-  return {file, line, revoked: false, hostField: name, patterns: [name], keyType: keyTypeOf(key), key, fingerprint: fingerprint(key)}
+  return {
+    file,
+    line,
+    revoked: false,
+    hostField: name,
+    patterns: [name],
+    keyType: keyTypeOf(key),
+    key,
+    fingerprint: fingerprint(key),
+  }
 }
 
 /** The server offered a key that known_hosts marks `@revoked`. */
@@ -205,9 +215,16 @@ export class RevokedHostKeyError extends HostError {
   readonly line: number
 
   constructor(host: string, opts: {fingerprint: string; keyType: string; file: string; line: number}) {
-    super('host-key-revoked', host, `${host}: the server offered ${opts.keyType} ${opts.fingerprint}, which ${opts.file}:${opts.line} marks @revoked`, {
-      suggestions: ['do not connect: the host may be compromised; give it a new host key and update known_hosts'],
-    })
+    super(
+      'host-key-revoked',
+      host,
+      `${host}: the server offered ${opts.keyType} ${opts.fingerprint}, which ${opts.file}:${opts.line} marks @revoked`,
+      {
+        suggestions: [
+          'do not connect: the host may be compromised; give it a new host key and update known_hosts',
+        ],
+      },
+    )
     this.fingerprint = opts.fingerprint
     this.file = opts.file
     this.line = opts.line

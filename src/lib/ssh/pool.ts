@@ -25,7 +25,14 @@ import {
 } from './known-hosts.js'
 import {becomeCommand} from './quote.js'
 import {Semaphore} from './semaphore.js'
-import {expandTilde, type JumpSpec, loadSshConfig, resolveTarget, type SshConfigLookup, type SshTarget} from './ssh-config.js'
+import {
+  expandTilde,
+  type JumpSpec,
+  loadSshConfig,
+  resolveTarget,
+  type SshConfigLookup,
+  type SshTarget,
+} from './ssh-config.js'
 
 export interface ExecResult {
   stdout: string
@@ -87,7 +94,15 @@ const KEX = [
   'diffie-hellman-group18-sha512',
 ]
 
-const HOST_KEY_ALGOS = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']
+const HOST_KEY_ALGOS = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'rsa-sha2-512',
+  'rsa-sha2-256',
+  'ssh-rsa',
+]
 
 type Ssh2 = typeof import('ssh2')
 
@@ -110,7 +125,10 @@ interface Connection {
 export class SshPool {
   private readonly conns = new Map<string, Promise<Connection>>()
   private readonly hostSlots: Semaphore
-  private readonly activeHosts = new Map<string, {count: number; ready: Promise<void>; release?: () => void}>()
+  private readonly activeHosts = new Map<
+    string,
+    {count: number; ready: Promise<void>; release?: () => void}
+  >()
   private readonly log: (line: string) => void
   private readonly knownHostsFile: string
   private knownHosts?: Promise<KnownHostEntry[]>
@@ -119,6 +137,7 @@ export class SshPool {
   private promptChain: Promise<unknown> = Promise.resolve()
   private closing = false
   private askPassphrase?: PassphrasePrompt
+  private readonly connectDeadlines = new DeadlineGroup()
 
   constructor(
     readonly config: HactlConfig,
@@ -192,7 +211,10 @@ export class SshPool {
   private async withHost<T>(node: ResolvedNode, fn: () => Promise<T>): Promise<T> {
     let entry = this.activeHosts.get(node.name)
     if (!entry) {
-      const e: {count: number; ready: Promise<void>; release?: () => void} = {count: 0, ready: Promise.resolve()}
+      const e: {count: number; ready: Promise<void>; release?: () => void} = {
+        count: 0,
+        ready: Promise.resolve(),
+      }
       e.ready = this.hostSlots.acquire().then((release) => {
         e.release = release
       })
@@ -230,7 +252,9 @@ export class SshPool {
   }
 
   private async targetOf(node: ResolvedNode): Promise<SshTarget> {
-    const values = this.config.ssh.useSshConfig ? (await this.loadSshConfig()).lookup(node.host) : {identityFiles: []}
+    const values = this.config.ssh.useSshConfig
+      ? (await this.loadSshConfig()).lookup(node.host)
+      : {identityFiles: []}
     return resolveTarget(node, this.config.ssh, values)
   }
 
@@ -246,8 +270,18 @@ export class SshPool {
     if (!p) {
       p = (async () => {
         const hop = hops.at(-1)!
-        const values = this.config.ssh.useSshConfig ? (await this.loadSshConfig()).lookup(hop.host) : {identityFiles: []}
-        const base = resolveTarget({host: hop.host, port: hop.port ?? values.port ?? 22, user: hop.user ?? values.user ?? this.config.ssh.user}, {...this.config.ssh, port: -1, user: ''}, {...values, proxyJump: undefined})
+        const values = this.config.ssh.useSshConfig
+          ? (await this.loadSshConfig()).lookup(hop.host)
+          : {identityFiles: []}
+        const base = resolveTarget(
+          {
+            host: hop.host,
+            port: hop.port ?? values.port ?? 22,
+            user: hop.user ?? values.user ?? this.config.ssh.user,
+          },
+          {...this.config.ssh, port: -1, user: ''},
+          {...values, proxyJump: undefined},
+        )
         const target: SshTarget = {...base, jumps: hops.slice(0, -1)}
         return this.open(`jump host ${hop.host}`, target, () => {
           if (this.conns.get(chainKey) === p) this.conns.delete(chainKey)
@@ -259,7 +293,11 @@ export class SshPool {
     return p
   }
 
-  private async open(label: string, target: SshTarget, onClose: (conn: Connection) => void): Promise<Connection> {
+  private async open(
+    label: string,
+    target: SshTarget,
+    onClose: (conn: Connection) => void,
+  ): Promise<Connection> {
     const ssh2 = await loadSsh2()
     const connectTimeout = this.config.ssh.connectTimeout
     const where = `${target.user}@${target.host}:${target.port}${target.jumps.length > 0 ? ` via ${target.jumps.map((j) => j.host).join(',')}` : ''}`
@@ -277,17 +315,24 @@ export class SshPool {
       let hostKeyError: HostError | undefined
       const skippedEncrypted: string[] = []
       const tried: string[] = []
-      const conn: Connection = {client, label, target, user: target.user, hostKey: {type: '', fingerprint: ''}, channels: new Semaphore(MAX_CHANNELS_PER_CONNECTION), closed: false}
+      const conn: Connection = {
+        client,
+        label,
+        target,
+        user: target.user,
+        hostKey: {type: '', fingerprint: ''},
+        channels: new Semaphore(MAX_CHANNELS_PER_CONNECTION),
+        closed: false,
+      }
 
       const fail = (err: Error): void => {
         if (settled) return
         settled = true
         deadline.clear()
-        client.end()
-        client.destroy()
+        destroyClient(client)
         reject(err)
       }
-      const deadline = new Deadline(connectTimeout, () => {
+      const deadline = this.connectDeadlines.create(connectTimeout, () => {
         fail(new TimeoutError(label, `connecting to ${where}`, 'ssh.connectTimeout', connectTimeout))
       })
 
@@ -299,7 +344,9 @@ export class SshPool {
         settled = true
         deadline.clear()
         conn.hostKey = hostKey!
-        this.log(`${label}: connected in ${Math.round(performance.now() - started)}ms (${hostKey!.type} ${hostKey!.fingerprint})`)
+        this.log(
+          `${label}: connected in ${Math.round(performance.now() - started)}ms (${hostKey!.type} ${hostKey!.fingerprint})`,
+        )
         resolve(conn)
       })
       client.on('error', (err: Error & {level?: string; code?: string}) => {
@@ -315,7 +362,11 @@ export class SshPool {
       })
       client.on('close', () => {
         conn.closed = true
-        if (!settled) fail(hostKeyError ?? unreachable(label, target, `${where}: the server closed the connection during the handshake`))
+        if (!settled)
+          fail(
+            hostKeyError ??
+              unreachable(label, target, `${where}: the server closed the connection during the handshake`),
+          )
         else onClose(conn)
       })
 
@@ -326,7 +377,10 @@ export class SshPool {
             verify(true)
           },
           (error: unknown) => {
-            hostKeyError = error instanceof HostError ? error : unreachable(label, target, `checking the host key: ${(error as Error).message}`, error)
+            hostKeyError =
+              error instanceof HostError
+                ? error
+                : unreachable(label, target, `checking the host key: ${(error as Error).message}`, error)
             verify(false)
           },
         )
@@ -366,7 +420,11 @@ export class SshPool {
           }
         })
       }
-      const authHandler = (methodsLeft: AuthenticationType[] | null, _partial: boolean | null, next: (m: AnyAuthMethod | false) => void): void => {
+      const authHandler = (
+        methodsLeft: AuthenticationType[] | null,
+        _partial: boolean | null,
+        next: (m: AnyAuthMethod | false) => void,
+      ): void => {
         void (async () => {
           if (methodsLeft && !methodsLeft.includes('publickey')) return next(false)
           while (methods.length > 0) {
@@ -389,7 +447,9 @@ export class SshPool {
         authHandler: authHandler as unknown as ConnectConfig['authHandler'],
         algorithms: {
           kex: KEX as NonNullable<ConnectConfig['algorithms']>['kex'],
-          serverHostKey: preferKnownTypes(knownTypes) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'],
+          serverHostKey: preferKnownTypes(knownTypes) as NonNullable<
+            ConnectConfig['algorithms']
+          >['serverHostKey'],
         },
       }
 
@@ -401,7 +461,9 @@ export class SshPool {
           try {
             sock = await this.openForward(jump, target.host, target.port)
           } catch (error) {
-            throw error instanceof HostError ? unreachable(label, target, `${where}: ${error.message}`, error) : error
+            throw error instanceof HostError
+              ? unreachable(label, target, `${where}: ${error.message}`, error)
+              : error
           }
           if (settled) {
             sock.destroy()
@@ -429,7 +491,12 @@ export class SshPool {
       case 'known':
         return {type, fingerprint: fp}
       case 'revoked':
-        throw new RevokedHostKeyError(errorHost, {fingerprint: fp, keyType: type, file: verdict.entry.file, line: verdict.entry.line})
+        throw new RevokedHostKeyError(errorHost, {
+          fingerprint: fp,
+          keyType: type,
+          file: verdict.entry.file,
+          line: verdict.entry.line,
+        })
       case 'mismatch': {
         const first = verdict.expected[0]!
         throw new HostKeyMismatchError(errorHost, {
@@ -441,7 +508,11 @@ export class SshPool {
       }
       case 'unknown': {
         if (this.config.ssh.strictHostKeyChecking !== 'accept-new') {
-          throw new UnknownHostKeyError(errorHost, {fingerprint: fp, keyType: type, file: this.knownHostsFile})
+          throw new UnknownHostKeyError(errorHost, {
+            fingerprint: fp,
+            keyType: type,
+            file: this.knownHostsFile,
+          })
         }
         // Another connection may have added this host meanwhile; append only if still unknown.
         const again = checkHostKey(await this.loadKnownHosts(), name, key)
@@ -449,7 +520,9 @@ export class SshPool {
         if (again.status !== 'unknown') return this.verifyHostKey(name, errorHost, key)
         const entry = await appendKnownHost(this.knownHostsFile, name, key)
         ;(await this.loadKnownHosts()).push(entry)
-        this.log(`${errorHost}: added ${type} ${fp} to ${this.knownHostsFile}:${entry.line} (strictHostKeyChecking: accept-new)`)
+        this.log(
+          `${errorHost}: added ${type} ${fp} to ${this.knownHostsFile}:${entry.line} (strictHostKeyChecking: accept-new)`,
+        )
         return {type, fingerprint: fp}
       }
     }
@@ -494,16 +567,24 @@ export class SshPool {
       const ask = this.askPassphrase!
       p = this.promptChain.then(async () => {
         const {utils} = await loadSsh2()
-        for (let attempt = 1; attempt <= 3; attempt++) {
-          const passphrase = await ask(file, attempt)
-          const parsed = utils.parseKey(data, passphrase)
-          if (!(parsed instanceof Error)) {
-            const key = Array.isArray(parsed) ? (parsed[0] as ParsedKey | undefined) : parsed
-            if (key?.isPrivateKey()) return key
+        // Every connect timer stops while a human types and while the key's KDF runs: that takes
+        // a second or more and blocks the event loop, so the timers would fire for no fault of
+        // the hosts.
+        this.connectDeadlines.pauseAll()
+        try {
+          for (let attempt = 1; attempt <= 3; attempt++) {
+            const passphrase = await ask(file, attempt)
+            const parsed = utils.parseKey(data, passphrase)
+            if (!(parsed instanceof Error)) {
+              const key = Array.isArray(parsed) ? (parsed[0] as ParsedKey | undefined) : parsed
+              if (key?.isPrivateKey()) return key
+            }
+            this.log(`${file}: wrong passphrase`)
           }
-          this.log(`${file}: wrong passphrase`)
+          return undefined
+        } finally {
+          this.connectDeadlines.resumeAll()
         }
-        return undefined
       })
       this.promptChain = p.catch(() => undefined)
       this.decryptedKeys.set(file, p)
@@ -517,7 +598,9 @@ export class SshPool {
       let done = false
       const timer = setTimeout(() => {
         done = true
-        reject(new TimeoutError(conn.label, `opening a tunnel to ${dstHost}:${dstPort}`, 'ssh.connectTimeout', ms))
+        reject(
+          new TimeoutError(conn.label, `opening a tunnel to ${dstHost}:${dstPort}`, 'ssh.connectTimeout', ms),
+        )
       }, ms)
       conn.client.forwardOut('127.0.0.1', 0, dstHost, dstPort, (err, stream) => {
         clearTimeout(timer)
@@ -526,7 +609,15 @@ export class SshPool {
           return
         }
         done = true
-        if (err) reject(unreachable(conn.label, conn.target, `cannot reach ${dstHost}:${dstPort} from there: ${err.message}`, err))
+        if (err)
+          reject(
+            unreachable(
+              conn.label,
+              conn.target,
+              `cannot reach ${dstHost}:${dstPort} from there: ${err.message}`,
+              err,
+            ),
+          )
         else resolve(stream)
       })
     })
@@ -556,7 +647,7 @@ export class SshPool {
         fn()
       }
       const timer = setTimeout(() => {
-        finish(() => reject(new TimeoutError(conn.label, `command \`${shorten(command)}\``, timeoutName, ms)))
+        finish(() => reject(commandTimeout(conn.label, command, timeoutName, ms)))
         if (channel) killChannel(channel)
       }, ms)
 
@@ -564,11 +655,33 @@ export class SshPool {
         finish(() => reject(unreachable(conn.label, conn.target, 'the connection was closed')))
         return
       }
-      conn.client.exec(full, (err, stream) => {
-        if (err) {
-          finish(() => reject(conn.closed ? unreachable(conn.label, conn.target, 'the connection was lost', err) : unreachable(conn.label, conn.target, `cannot start a session: ${err.message}`, err)))
-          return
-        }
+      const open = (attempt: number): void => {
+        conn.client.exec(full, (err, stream) => {
+          if (err) {
+            // sshd frees a finished session a moment after we see it close; a burst of new
+            // channels can outrun that and hit MaxSessions. Such refusals are worth a retry.
+            if (
+              !conn.closed &&
+              !settled &&
+              attempt < 5 &&
+              /open failed|administratively prohibited/i.test(err.message)
+            ) {
+              setTimeout(() => open(attempt + 1), 25 * 2 ** attempt)
+              return
+            }
+            finish(() =>
+              reject(
+                conn.closed
+                  ? unreachable(conn.label, conn.target, 'the connection was lost', err)
+                  : unreachable(conn.label, conn.target, `cannot start a session: ${err.message}`, err),
+              ),
+            )
+            return
+          }
+          onSession(stream)
+        })
+      }
+      const onSession = (stream: ClientChannel): void => {
         if (settled) {
           stream.close()
           return
@@ -590,7 +703,13 @@ export class SshPool {
           }
           finish(() => {
             if (code === null && signal === undefined && conn.closed && check) {
-              reject(unreachable(conn.label, conn.target, `the connection was lost while running \`${shorten(command)}\``))
+              reject(
+                unreachable(
+                  conn.label,
+                  conn.target,
+                  `the connection was lost while running \`${shorten(command)}\``,
+                ),
+              )
             } else if (check && code !== 0) {
               reject(new RemoteCommandError(conn.label, command, code, result.stderr))
             } else {
@@ -601,7 +720,8 @@ export class SshPool {
         stream.on('error', () => undefined)
         if (opts.stdin === undefined) stream.end()
         else stream.end(opts.stdin)
-      })
+      }
+      open(0)
     })
   }
 }
@@ -648,27 +768,47 @@ const NET_REASONS: Record<string, string> = {
 /** An UnreachableError whose hint is the exact ssh command to try by hand. */
 function unreachable(label: string, target: SshTarget, detail: string, cause?: unknown): UnreachableError {
   const err = new UnreachableError(label, detail, cause)
-  const jump = target.jumps.length > 0 ? ` -J ${target.jumps.map((j) => `${j.user ? `${j.user}@` : ''}${j.host}${j.port ? `:${j.port}` : ''}`).join(',')}` : ''
-  err.suggestions.splice(0, err.suggestions.length, `check that the host is up and sshd listens: ssh${jump} -p ${target.port} ${target.user}@${target.host} true`)
+  const jump =
+    target.jumps.length > 0
+      ? ` -J ${target.jumps.map((j) => `${j.user ? `${j.user}@` : ''}${j.host}${j.port ? `:${j.port}` : ''}`).join(',')}`
+      : ''
+  err.suggestions.splice(
+    0,
+    err.suggestions.length,
+    `check that the host is up and sshd listens: ssh${jump} -p ${target.port} ${target.user}@${target.host} true`,
+  )
   return err
 }
 
 /** ssh2 and socket errors as the typed errors hactl prints. */
-export function toHostError(label: string, target: SshTarget, err: Error & {code?: string | number; level?: string; address?: string; port?: number}): HostError {
+export function toHostError(
+  label: string,
+  target: SshTarget,
+  err: Error & {code?: string | number; level?: string; address?: string; port?: number},
+): HostError {
   if (err instanceof HostError) return err
   const code = typeof err.code === 'string' ? err.code : undefined
   if (code && NET_REASONS[code]) {
     const addr = err.address ? ` (${err.address}${err.port ? `:${err.port}` : ''})` : ''
     return unreachable(label, target, `${NET_REASONS[code]}${addr}`, err)
   }
-  if (err.level === 'handshake' || err.level === 'protocol') return unreachable(label, target, `SSH handshake failed: ${err.message}`, err)
+  if (err.level === 'handshake' || err.level === 'protocol')
+    return unreachable(label, target, `SSH handshake failed: ${err.message}`, err)
   return unreachable(label, target, err.message, err)
 }
 
-function authFailure(label: string, target: SshTarget, tried: string[], skippedEncrypted: string[], missing: string[]): AuthError {
+function authFailure(
+  label: string,
+  target: SshTarget,
+  tried: string[],
+  skippedEncrypted: string[],
+  missing: string[],
+): AuthError {
   const suggestions: string[] = []
   for (const f of skippedEncrypted) {
-    suggestions.push(`${f} is encrypted: load it into ssh-agent (ssh-add ${f}) or run hactl in a terminal to be asked for its passphrase`)
+    suggestions.push(
+      `${f} is encrypted: load it into ssh-agent (ssh-add ${f}) or run hactl in a terminal to be asked for its passphrase`,
+    )
   }
   let detail: string
   if (tried.length === 0) {
@@ -676,19 +816,35 @@ function authFailure(label: string, target: SshTarget, tried: string[], skippedE
       skippedEncrypted.length > 0
         ? `no usable key for ${target.user}@${target.host}:${target.port}: ${skippedEncrypted.join(', ')} ${skippedEncrypted.length > 1 ? 'are' : 'is'} encrypted and no passphrase could be asked`
         : `no key to offer for ${target.user}@${target.host}:${target.port}: no ssh-agent (SSH_AUTH_SOCK) and no identity file${missing.length > 0 ? ` (missing: ${missing.join(', ')})` : ''}`
-    if (skippedEncrypted.length === 0) suggestions.push('set ssh.identityFiles in hactl.yaml, or start ssh-agent and ssh-add your key')
+    if (skippedEncrypted.length === 0)
+      suggestions.push('set ssh.identityFiles in hactl.yaml, or start ssh-agent and ssh-add your key')
   } else {
     detail = `the server accepted none of the keys offered for ${target.user}@${target.host}:${target.port} (tried: ${tried.join(', ')})`
-    suggestions.push(`check that the public key is in ~${target.user}/.ssh/authorized_keys on the host, and ssh.user / ssh.identityFiles in hactl.yaml`)
+    suggestions.push(
+      `check that the public key is in ~${target.user}/.ssh/authorized_keys on the host, and ssh.user / ssh.identityFiles in hactl.yaml`,
+    )
   }
   return new AuthError(label, detail, suggestions)
+}
+
+/**
+ * Drop the TCP connection now. ssh2's `end()` only half-closes it, and `destroy()` does nothing on
+ * a half-closed socket, so a frozen server would keep the process alive waiting for its FIN.
+ */
+function destroyClient(client: Client): void {
+  const sock = (client as unknown as {_sock?: {destroy?: () => void}})._sock
+  try {
+    client.destroy()
+  } finally {
+    sock?.destroy?.()
+  }
 }
 
 async function endClient(conn: Connection): Promise<void> {
   if (conn.closed) return
   await new Promise<void>((resolve) => {
     const timer = setTimeout(() => {
-      conn.client.destroy()
+      destroyClient(conn.client)
       resolve()
     }, 1000)
     conn.client.once('close', () => {
@@ -712,7 +868,12 @@ function killChannel(channel: ClientChannel): void {
   }
   try {
     const proto = c._client?._protocol
-    if (c.type === 'session' && (c.outgoing?.state === 'open' || c.outgoing?.state === 'eof') && typeof c.outgoing.id === 'number' && typeof proto?.signal === 'function') {
+    if (
+      c.type === 'session' &&
+      (c.outgoing?.state === 'open' || c.outgoing?.state === 'eof') &&
+      typeof c.outgoing.id === 'number' &&
+      typeof proto?.signal === 'function'
+    ) {
       proto.signal(c.outgoing.id, 'KILL')
     } else {
       channel.signal('KILL')
@@ -723,9 +884,44 @@ function killChannel(channel: ClientChannel): void {
   channel.close()
 }
 
+function commandTimeout(label: string, command: string, timeoutName: string, ms: number): TimeoutError {
+  const err = new TimeoutError(label, `command \`${shorten(command)}\``, timeoutName, ms)
+  // TimeoutError's hint names a hactl.yaml setting; a flag is raised on the command line instead.
+  if (timeoutName.startsWith('-'))
+    err.suggestions.splice(
+      0,
+      err.suggestions.length,
+      `if the command is just slow, run again with a longer ${timeoutName}`,
+    )
+  return err
+}
+
 function shorten(command: string): string {
   const one = command.replace(/\s+/g, ' ').trim()
   return one.length > 80 ? `${one.slice(0, 77)}...` : one
+}
+
+/** The pool's running connect timers, to stop them all while a passphrase is asked. */
+class DeadlineGroup {
+  private readonly running = new Set<Deadline>()
+  private paused = 0
+
+  create(ms: number, onExpire: () => void): Deadline {
+    const d: Deadline = new Deadline(ms, onExpire, () => this.running.delete(d))
+    this.running.add(d)
+    if (this.paused > 0) d.pause()
+    return d
+  }
+
+  pauseAll(): void {
+    this.paused++
+    for (const d of this.running) d.pause()
+  }
+
+  resumeAll(): void {
+    this.paused--
+    for (const d of [...this.running]) d.resume()
+  }
 }
 
 /** A timeout that can be paused while a human types a passphrase. */
@@ -739,6 +935,7 @@ class Deadline {
   constructor(
     ms: number,
     private readonly onExpire: () => void,
+    private readonly onDone: () => void = () => {},
   ) {
     this.remaining = ms
     this.arm()
@@ -761,6 +958,7 @@ class Deadline {
   clear(): void {
     this.done = true
     if (this.timer) clearTimeout(this.timer)
+    this.onDone()
   }
 
   private arm(): void {
@@ -768,6 +966,7 @@ class Deadline {
     this.timer = setTimeout(
       () => {
         this.done = true
+        this.onDone()
         this.onExpire()
       },
       Math.max(0, this.remaining),

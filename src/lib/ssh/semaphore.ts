@@ -4,7 +4,8 @@ export class Semaphore {
   private readonly waiters: Array<() => void> = []
 
   constructor(readonly size: number) {
-    if (!Number.isInteger(size) || size < 1) throw new RangeError(`semaphore size must be a positive integer, got ${size}`)
+    if (!Number.isInteger(size) || size < 1)
+      throw new RangeError(`semaphore size must be a positive integer, got ${size}`)
     this.available = size
   }
 

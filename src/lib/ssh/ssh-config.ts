@@ -47,7 +47,9 @@ export interface SshTarget {
 const EMPTY: SshConfigLookup = {file: '', lookup: () => ({identityFiles: []})}
 
 /** Read and parse an ssh_config file (with its Include files). A missing file is an empty config. */
-export async function loadSshConfig(file: string = path.join(homedir(), '.ssh', 'config')): Promise<SshConfigLookup> {
+export async function loadSshConfig(
+  file: string = path.join(homedir(), '.ssh', 'config'),
+): Promise<SshConfigLookup> {
   let text: string
   try {
     text = expandIncludes(readFileSync(file, 'utf8'), path.dirname(file), 0)
@@ -105,7 +107,11 @@ function expandIncludes(text: string, dir: string, depth: number): string {
           try {
             chunks.push(expandIncludes(readFileSync(f, 'utf8'), dir, depth + 1))
           } catch (error) {
-            if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && (error as NodeJS.ErrnoException).code !== 'EISDIR') throw error
+            if (
+              (error as NodeJS.ErrnoException).code !== 'ENOENT' &&
+              (error as NodeJS.ErrnoException).code !== 'EISDIR'
+            )
+              throw error
           }
         }
       }
@@ -118,7 +124,12 @@ function globFiles(full: string): string[] {
   const base = path.basename(full)
   if (!/[*?]/.test(base)) return [full]
   const d = path.dirname(full)
-  const re = new RegExp(`^${base.replace(/[.+^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*').replaceAll('?', '.')}$`)
+  const re = new RegExp(
+    `^${base
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replaceAll('*', '.*')
+      .replaceAll('?', '.')}$`,
+  )
   try {
     return readdirSync(d)
       .filter((f) => re.test(f))
@@ -139,9 +150,11 @@ export function parseProxyJump(value: string): JumpSpec[] {
   return v.split(',').map((hop) => {
     const h = hop.trim().replace(/^ssh:\/\//, '')
     const m = /^(?:([^@\s]+)@)?(\[[0-9a-fA-F:.]+\]|[^:@\s[\]]+)(?::(\d+))?$/.exec(h)
-    if (!m?.[2]) throw new Error(`ssh_config: cannot parse ProxyJump hop "${hop}" (expected [user@]host[:port])`)
+    if (!m?.[2])
+      throw new Error(`ssh_config: cannot parse ProxyJump hop "${hop}" (expected [user@]host[:port])`)
     const port = m[3] === undefined ? undefined : Number(m[3])
-    if (port !== undefined && (port < 1 || port > 65535)) throw new Error(`ssh_config: bad port in ProxyJump hop "${hop}"`)
+    if (port !== undefined && (port < 1 || port > 65535))
+      throw new Error(`ssh_config: bad port in ProxyJump hop "${hop}"`)
     return {
       ...(m[1] === undefined ? {} : {user: m[1]}),
       host: m[2].replace(/^\[(.*)\]$/, '$1'),
@@ -178,14 +191,18 @@ export function resolveTarget(
   const user = node.user !== ssh.user ? node.user : (fromConfig.user ?? node.user)
   const host = fromConfig.hostName === undefined ? node.host : fromConfig.hostName.replaceAll('%h', node.host)
   const tokens = {d: home, u: localUser, h: host, r: user, p: String(port)}
-  const files = [...ssh.identityFiles.map((f) => expandTilde(f, home)), ...fromConfig.identityFiles.map((f) => expandTokens(f, tokens, home))]
+  const files = [
+    ...ssh.identityFiles.map((f) => expandTilde(f, home)),
+    ...fromConfig.identityFiles.map((f) => expandTokens(f, tokens, home)),
+  ]
   const identityFiles = [...new Set(files.length > 0 ? files : defaultIdentityFiles(home))]
   const jumps = fromConfig.proxyJump === undefined ? [] : parseProxyJump(fromConfig.proxyJump)
   let agent: string | undefined = env.authSock === undefined ? process.env.SSH_AUTH_SOCK : env.authSock
   if (fromConfig.identityAgent !== undefined) {
     const a = fromConfig.identityAgent
     if (a.toLowerCase() === 'none') agent = undefined
-    else if (a !== 'SSH_AUTH_SOCK') agent = a.startsWith('$') ? process.env[a.slice(1)] : expandTokens(a, tokens, home)
+    else if (a !== 'SSH_AUTH_SOCK')
+      agent = a.startsWith('$') ? process.env[a.slice(1)] : expandTokens(a, tokens, home)
   }
   return {host, port, user, identityFiles, jumps, ...(agent ? {agent} : {})}
 }
