@@ -275,13 +275,16 @@ function spawnLogged(argv, env, logName) {
   }
 }
 
-/** Start a unit. Resolves to {ok, error?}; with wait=false it does not wait for readiness. */
-function startUnit(unit, {wait = true} = {}) {
-  return job(unit, async () => {
+/**
+ * Start a unit. Resolves to {ok, error?}; with wait=false it does not wait for readiness. Only the
+ * spawn is a job of the unit's queue: a stop (or a reboot) never waits for a slow activation.
+ */
+async function startUnit(unit, {wait = true} = {}) {
+  const r = await job(unit, async () => {
     if (hostState === 'stopping') return {ok: false, error: 'the host is shutting down'}
     clearTimeout(unit.restartTimer)
     if (unit.state === 'active') return {ok: true}
-    if (unit.state === 'activating' && unit.child) return wait ? unit.readiness : {ok: true}
+    if (unit.state === 'activating' && unit.child) return {ok: true, readiness: unit.readiness}
     let cmd
     try {
       cmd = await commandFor(unit)
@@ -324,12 +327,15 @@ function startUnit(unit, {wait = true} = {}) {
         }
         await sleep(100)
       }
+      if (unit.stopping) return {ok: false, error: 'canceled'}
       return unit.state === 'active'
         ? {ok: true}
         : {ok: false, error: unit.result === 'success' ? 'exit-code' : unit.result}
     })()
-    return wait ? unit.readiness : {ok: true}
+    return {ok: true, readiness: unit.readiness}
   })
+  if (!r.readiness) return r
+  return wait ? r.readiness : {ok: true}
 }
 
 function onUnitExit(unit, child, code, signal) {
@@ -772,6 +778,7 @@ async function systemctl({
           if (verb !== 'start') await stopUnit(u)
           const r = await startUnit(u, {wait: !noBlock})
           if (!r.ok) {
+            if (r.error === 'canceled') return {n, code: 1, err: `Job for ${u.name}.service canceled.\n`}
             const why =
               r.error === 'timeout' ? 'a timeout was exceeded' : 'the control process exited with error code'
             return {

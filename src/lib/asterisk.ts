@@ -79,11 +79,20 @@ export async function probeAsterisk(deps: AsteriskDeps, node: ResolvedNode): Pro
 
 const MARK = '@@hactl-asterisk@@'
 
-/** The unit's state and the CLI's answer in one round trip. */
+/**
+ * The unit's state and the CLI's answer in one round trip. The CLI is asked only while the unit
+ * is not down: a stopped box answers with its unit state alone, one process fewer per poll.
+ */
 export async function probeUnitAndCli(deps: AsteriskDeps, node: ResolvedNode): Promise<{unit: UnitState; asterisk: AsteriskState}> {
-  const cmd = `${unitCommand(deps.config, 'is-active')} </dev/null 2>&1; echo ${shellQuote(MARK)}; ${asteriskCliCommand(deps.config, 'core show channels count')}; echo "${MARK}rc $?"`
-  const r = await deps.pool.run(node, cmd, {check: false})
+  const r = await deps.pool.run(node, unitAndCliCommand(deps.config), {check: false})
   return parseUnitAndCli(r.stdout)
+}
+
+function unitAndCliCommand(config: HactlConfig): string {
+  return (
+    `u=$(${unitCommand(config, 'is-active')} </dev/null 2>&1); echo "$u"; echo ${shellQuote(MARK)}; ` +
+    `case "$u" in inactive|failed) ;; *) ${asteriskCliCommand(config, 'core show channels count')}; echo "${MARK}rc $?" ;; esac`
+  )
 }
 
 /** Parse the output of `probeUnitAndCli`'s command. Pure. */
@@ -94,6 +103,7 @@ export function parseUnitAndCli(stdout: string): {unit: UnitState; asterisk: Ast
   const rc = /@@hactl-asterisk@@rc (\d+)\s*$/.exec(rest)
   const cli = rest.replace(/@@hactl-asterisk@@rc \d+\s*$/, '').trimEnd()
   const unit = unitText.trim().split('\n').pop()?.trim() || 'unknown'
+  if (!rc && unitIsDown(unit)) return {unit, asterisk: {state: 'stopped'}}
   return {unit, asterisk: rc ? interpretChannelsCount(cli, Number(rc[1])) : {state: 'unknown', detail: 'no answer from the asterisk CLI'}}
 }
 
@@ -200,12 +210,14 @@ async function stopAsterisk(
   // With calls left, `-rx 'core stop gracefully'` blocks until they end (up to about 60 s): bound it,
   // and let the unit poll below do the waiting when it gives up.
   const budget = Math.max(5000, Math.min(120_000, opts.deadline - Date.now()))
-  if (command) await sendStop(deps, node, command, budget)
+  // The stop and the first look at the unit go in one round trip: an idle Asterisk is gone by then.
+  let first = command ? await sendStop(deps, node, command, budget) : undefined
   const pollMs = Math.min(opts.pollMs, 250)
   let unitStopIssued = false
   let lastSeen: {unit: UnitState; asterisk: AsteriskState} = {unit: 'unknown', asterisk: {state: 'unknown', detail: 'not asked yet'}}
   for (;;) {
-    const s = await probeUnitAndCli(deps, node)
+    const s = first ?? (await probeUnitAndCli(deps, node))
+    first = undefined
     lastSeen = s
     if (unitIsDown(s.unit)) return {outcome: 'stopped', durationMs: Date.now() - started}
     const a = s.asterisk
@@ -224,19 +236,30 @@ async function stopAsterisk(
   }
 }
 
-async function sendStop(deps: AsteriskDeps, node: ResolvedNode, command: string, budgetMs: number): Promise<void> {
+const STOP_MARK = '@@hactl-stop@@'
+
+/**
+ * Send a stop command, then probe the unit in the same round trip. Undefined when the CLI was
+ * still blocked after budgetMs (Asterisk waits for calls): the caller's poll takes over.
+ */
+async function sendStop(deps: AsteriskDeps, node: ResolvedNode, command: string, budgetMs: number): Promise<{unit: UnitState; asterisk: AsteriskState} | undefined> {
+  let stdout: string
   try {
-    const r = await runAsteriskCli(deps, node, command, {timeoutMs: budgetMs})
-    const answer = classifyAsteriskAnswer(r.output, r.code)
-    if (answer.kind === 'no-such-command') {
-      throw new HactlError(`${node.name}: Asterisk does not know "${command}": ${answer.message}`, {
-        suggestions: ['check asterisk.cli in hactl.yaml: it must run one Asterisk CLI command (asterisk -rx)'],
-      })
-    }
+    const cmd = `${asteriskCliCommand(deps.config, command)}; echo "${STOP_MARK}rc $?"; ${unitAndCliCommand(deps.config)}`
+    stdout = (await deps.pool.run(node, cmd, {check: false, timeoutMs: budgetMs, timeoutName: '--timeout'})).stdout
   } catch (error) {
-    // Still blocked in the CLI after budgetMs: Asterisk is waiting for calls; the unit poll takes over.
-    if (!(error instanceof TimeoutError)) throw error
+    if (error instanceof TimeoutError) return undefined
+    throw error
   }
+  const m = new RegExp(`^${STOP_MARK}rc (\\d+)$`, 'm').exec(stdout)
+  const answerText = m ? stdout.slice(0, m.index) : stdout
+  const answer = classifyAsteriskAnswer(answerText, m ? Number(m[1]) : null)
+  if (answer.kind === 'no-such-command') {
+    throw new HactlError(`${node.name}: Asterisk does not know "${command}": ${answer.message}`, {
+      suggestions: ['check asterisk.cli in hactl.yaml: it must run one Asterisk CLI command (asterisk -rx)'],
+    })
+  }
+  return m ? parseUnitAndCli(stdout.slice(m.index + m[0].length + 1)) : undefined
 }
 
 /** `core abort shutdown`: cancel a pending `core stop gracefully` / `when convenient`. */

@@ -15,7 +15,9 @@ export function parseEndpoints(value: string | undefined): string[] | undefined 
   if (list.length === 0) return undefined
   for (const e of list) {
     if (!/^https?:\/\/[^\s/]+\/?$/.test(e)) {
-      throw new UserError(`--endpoints: ${JSON.stringify(e)} is not an etcd client URL`, ['use http://HOST:2379 (comma-separated for several)'])
+      throw new UserError(`--endpoints: ${JSON.stringify(e)} is not an etcd client URL`, [
+        'use http://HOST:2379 (comma-separated for several)',
+      ])
     }
   }
   return list
@@ -31,7 +33,9 @@ export interface StopSignal {
  * Abort on the first SIGTERM or SIGINT, with the signal's name as the reason. A second one while
  * the agent is stopping (say etcd hangs on the revoke) exits at once with 128+signal.
  */
-export function stopOnSignals(onSecond: (name: NodeJS.Signals) => void = (name) => process.exit(name === 'SIGINT' ? 130 : 143)): StopSignal {
+export function stopOnSignals(
+  onSecond: (name: NodeJS.Signals) => void = (name) => process.exit(name === 'SIGINT' ? 130 : 143),
+): StopSignal {
   const controller = new AbortController()
   const handler = (name: NodeJS.Signals) => {
     if (controller.signal.aborted) onSecond(name)
@@ -59,7 +63,10 @@ export async function loadAgentConfig<T>(load: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof ConfigError && /not found|no hactl\.yaml/.test(error.message)) {
       throw new ConfigError(error.message, {
-        suggestions: ['give the etcd endpoints instead: --endpoints http://ETCD-HOST:2379 (or HACTL_ETCD_ENDPOINTS)', ...error.suggestions],
+        suggestions: [
+          'give the etcd endpoints instead: --endpoints http://ETCD-HOST:2379 (or HACTL_ETCD_ENDPOINTS)',
+          ...error.suggestions,
+        ],
       })
     }
     throw error

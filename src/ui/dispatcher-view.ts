@@ -14,7 +14,14 @@ interface Style {
   cyan(s: string): string
 }
 
-const plain: Style = {red: (s) => s, green: (s) => s, yellow: (s) => s, dim: (s) => s, bold: (s) => s, cyan: (s) => s}
+const plain: Style = {
+  red: (s) => s,
+  green: (s) => s,
+  yellow: (s) => s,
+  dim: (s) => s,
+  bold: (s) => s,
+  cyan: (s) => s,
+}
 
 async function styleFor(color: boolean): Promise<Style> {
   if (!color) return plain
@@ -25,7 +32,17 @@ async function styleFor(color: boolean): Promise<Style> {
 function colorDiff(diff: string, s: Style): string {
   return diff
     .split('\n')
-    .map((l) => (l.startsWith('+++') || l.startsWith('---') ? s.bold(l) : l.startsWith('@@') ? s.cyan(l) : l.startsWith('+') ? s.green(l) : l.startsWith('-') ? s.red(l) : l))
+    .map((l) =>
+      l.startsWith('+++') || l.startsWith('---')
+        ? s.bold(l)
+        : l.startsWith('@@')
+          ? s.cyan(l)
+          : l.startsWith('+')
+            ? s.green(l)
+            : l.startsWith('-')
+              ? s.red(l)
+              : l,
+    )
     .join('\n')
 }
 
@@ -33,8 +50,12 @@ function colorDiff(diff: string, s: Style): string {
 export async function renderSyncPlan(plan: DispatcherSyncPlan, opts: {color: boolean}): Promise<string> {
   const s = await styleFor(opts.color)
   const out: string[] = []
-  const boxes = plan.destinations.map((d) => `${d.name} ${d.uri} weight ${d.weight}${d.disabled ? ' (disabled: in maintenance)' : ''}`)
-  out.push(`Registrations in etcd (${plan.prefixes.asterisk}): ${plan.destinations.length} destination(s) for set ${plan.setId}`)
+  const boxes = plan.destinations.map(
+    (d) => `${d.name} ${d.uri} weight ${d.weight}${d.disabled ? ' (disabled: in maintenance)' : ''}`,
+  )
+  out.push(
+    `Registrations in etcd (${plan.prefixes.asterisk}): ${plan.destinations.length} destination(s) for set ${plan.setId}`,
+  )
   for (const b of boxes) out.push(`  ${b}`)
   for (const w of plan.warnings) out.push(s.yellow(`  warning: ${w}`))
   out.push('')
@@ -47,14 +68,19 @@ export async function renderSyncPlan(plan: DispatcherSyncPlan, opts: {color: boo
       out.push(`${s.bold(h.node)}: ${h.listFile} is in step, but the runtime list differs; will reload:`)
       for (const d of h.runtimeDifferences ?? []) out.push(`  ${d}`)
     } else {
-      out.push(`${s.bold(h.node)}: ${h.exists ? `${h.listFile} differs` : `${h.listFile} does not exist`}; will write and reload:`)
+      out.push(
+        `${s.bold(h.node)}: ${h.exists ? `${h.listFile} differs` : `${h.listFile} does not exist`}; will write and reload:`,
+      )
       out.push(colorDiff((h.diff ?? '').replace(/\n$/, ''), s))
     }
   }
   return `${out.join('\n')}\n`
 }
 
-export async function renderSyncSummary(result: DispatcherSyncResult, opts: {color: boolean}): Promise<string> {
+export async function renderSyncSummary(
+  result: DispatcherSyncResult,
+  opts: {color: boolean},
+): Promise<string> {
   const s = await styleFor(opts.color)
   if (result.dryRun) {
     const n = result.changed.length
@@ -64,9 +90,13 @@ export async function renderSyncSummary(result: DispatcherSyncResult, opts: {col
   for (const h of result.hosts) {
     if (!h.ok) lines.push(`${s.red('✖')} ${h.node}: ${h.error?.message.split('\n')[0] ?? 'failed'}`)
     else if (!h.written && !h.reloaded) lines.push(`${s.green('✔')} ${h.node}: already in step`)
-    else lines.push(`${s.green('✔')} ${h.node}: ${h.written ? 'written, ' : ''}reloaded, verified (${result.destinations.length} destination(s))`)
+    else
+      lines.push(
+        `${s.green('✔')} ${h.node}: ${h.written ? 'written, ' : ''}reloaded, verified (${result.destinations.length} destination(s))`,
+      )
   }
-  if (result.changed.length === 0 && result.failed.length === 0) lines.push('Nothing to do: every Kamailio is in step with etcd.')
+  if (result.changed.length === 0 && result.failed.length === 0)
+    lines.push('Nothing to do: every Kamailio is in step with etcd.')
   return `${lines.join('\n')}\n`
 }
 
@@ -74,7 +104,13 @@ export async function renderSyncSummary(result: DispatcherSyncResult, opts: {col
 export async function renderShow(result: DispatcherShowResult, opts: {color: boolean}): Promise<string> {
   const s = await styleFor(opts.color)
   const hosts = result.hosts.map((h) => h.name)
-  const head = ['', 'SET', 'DESTINATION', 'NODE', ...hosts.map((h) => `${h.toUpperCase()} (flags prio weight)`)]
+  const head = [
+    '',
+    'SET',
+    'DESTINATION',
+    'NODE',
+    ...hosts.map((h) => `${h.toUpperCase()} (flags prio weight)`),
+  ]
   const rows = result.rows.map((r) => [
     r.agree ? '' : s.red('≠'),
     r.setId,
@@ -89,13 +125,17 @@ export async function renderShow(result: DispatcherShowResult, opts: {color: boo
     }),
   ])
   const out: string[] = []
-  out.push(rows.length === 0 ? 'No destinations on any Kamailio that answered.' : await renderTable(head, rows))
-  for (const h of result.hosts) if (!h.ok) out.push(s.red(`${h.name}: cannot be asked: ${h.error?.message ?? ''}`))
+  out.push(
+    rows.length === 0 ? 'No destinations on any Kamailio that answered.' : await renderTable(head, rows),
+  )
+  for (const h of result.hosts)
+    if (!h.ok) out.push(s.red(`${h.name}: cannot be asked: ${h.error?.message ?? ''}`))
   const disagreements = result.rows.filter((r) => !r.agree)
   if (disagreements.length > 0) {
     out.push('')
     out.push(s.red(`The Kamailio hosts disagree on ${disagreements.length} destination(s):`))
-    for (const r of disagreements) out.push(`  ≠ ${r.uri}${r.node ? ` (${r.node})` : ''}: ${r.differences.join('; ')}`)
+    for (const r of disagreements)
+      out.push(`  ≠ ${r.uri}${r.node ? ` (${r.node})` : ''}: ${r.differences.join('; ')}`)
     out.push(s.dim('Make them agree with etcd: hactl dispatcher sync'))
   } else if (result.agree) {
     out.push(s.dim(`All ${result.hosts.length} Kamailio host(s) agree.`))

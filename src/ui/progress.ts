@@ -38,7 +38,9 @@ export async function withHostProgress<T>(
 ): Promise<T> {
   const stream = opts.stream ?? process.stderr
   if (opts.enabled === false || hosts.length === 0) return fn(silent)
-  const tty = opts.tty ?? Boolean(stream.isTTY)
+  // listr2 sizes rows from stdout's width; a terminal that reports no width (some ptys, CI
+  // runners) would get one character per line, so those get plain lines too.
+  const tty = opts.tty ?? (Boolean(stream.isTTY) && hasWidth(stream) && hasWidth(process.stdout))
   if (!tty) return fn(plainProgress(stream))
   return withListr(hosts, fn, stream)
 }
@@ -152,7 +154,10 @@ async function withListr<T>(
         const f = row.done ?? (await new Promise<Final>((resolve) => (row.finish = resolve)))
         if (f.state === 'ok') task.title = f.text ? `${host}: ${oneLine(f.text)}` : host
         else if (f.state === 'skipped') task.skip(f.text ? `${host}: ${oneLine(f.text)}` : `${host}: skipped`)
-        else throw new Error(f.text ? `${host}: ${oneLine(f.text)}` : `${host}: failed`)
+        else {
+          task.title = host
+          throw new Error(f.text ? oneLine(f.text) : 'failed')
+        }
       },
     })),
     {
@@ -176,6 +181,10 @@ async function withListr<T>(
     for (const host of rows.keys()) finish(host, {state: 'skipped'})
     await shown
   }
+}
+
+function hasWidth(s: NodeJS.WriteStream): boolean {
+  return !s.isTTY || (s.columns ?? 0) >= 20
 }
 
 function oneLine(text: string): string {

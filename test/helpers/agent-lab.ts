@@ -44,7 +44,9 @@ export function labAt(configPath: string): Lab {
   if (!existsSync(configPath)) throw new Error(`no lab: ${configPath} does not exist`)
   const config = loadConfig({flag: configPath})
   const statePath = path.join(path.dirname(configPath), 'state.json')
-  const state = existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as {hosts?: LabHost[]}) : {}
+  const state = existsSync(statePath)
+    ? (JSON.parse(readFileSync(statePath, 'utf8')) as {hosts?: LabHost[]})
+    : {}
   const etcdHosts = config.nodes.filter((n) => n.roles.includes('etcd'))
   return {
     configPath,
@@ -63,7 +65,11 @@ export interface Run {
   stderr: string
 }
 
-function run(cmd: string, args: string[], opts: {stdin?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number} = {}): Promise<Run> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: {stdin?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number} = {},
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe']})
     let stdout = ''
@@ -84,7 +90,12 @@ function run(cmd: string, args: string[], opts: {stdin?: string; env?: NodeJS.Pr
 }
 
 /** Run a shell command in a lab host over the lab's SSH (its key and known_hosts). */
-export async function ssh(lab: Lab, host: string, command: string, opts: {stdin?: string; check?: boolean; timeoutMs?: number} = {}): Promise<Run> {
+export async function ssh(
+  lab: Lab,
+  host: string,
+  command: string,
+  opts: {stdin?: string; check?: boolean; timeoutMs?: number} = {},
+): Promise<Run> {
   const args = [
     '-i',
     lab.config.ssh.identityFiles[0] ?? '',
@@ -99,8 +110,12 @@ export async function ssh(lab: Lab, host: string, command: string, opts: {stdin?
     `root@${host}`,
     command,
   ]
-  const r = await run('ssh', args, {...(opts.stdin === undefined ? {} : {stdin: opts.stdin}), timeoutMs: opts.timeoutMs ?? 30_000})
-  if (opts.check !== false && r.code !== 0) throw new Error(`ssh ${host} ${command}: exit ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`)
+  const r = await run('ssh', args, {
+    ...(opts.stdin === undefined ? {} : {stdin: opts.stdin}),
+    timeoutMs: opts.timeoutMs ?? 30_000,
+  })
+  if (opts.check !== false && r.code !== 0)
+    throw new Error(`ssh ${host} ${command}: exit ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`)
   return r
 }
 
@@ -137,7 +152,9 @@ export async function signalAgent(lab: Lab, agent: Agent, signal: 'TERM' | 'KILL
 }
 
 export async function agentAlive(lab: Lab, agent: Agent): Promise<boolean> {
-  const r = await ssh(lab, agent.host, `kill -0 ${agent.pid} 2>/dev/null && echo alive || echo gone`, {check: false})
+  const r = await ssh(lab, agent.host, `kill -0 ${agent.pid} 2>/dev/null && echo alive || echo gone`, {
+    check: false,
+  })
   return r.stdout.trim() === 'alive'
 }
 
@@ -160,7 +177,11 @@ export function agentLog(agent: Agent): string {
 }
 
 /** Set `setId` of a Kamailio's runtime list (kamcmd dispatcher.list). */
-export async function kamTargets(lab: Lab, kam: ResolvedNode, setId = lab.config.kamailio.setId): Promise<DispatcherTarget[]> {
+export async function kamTargets(
+  lab: Lab,
+  kam: ResolvedNode,
+  setId = lab.config.kamailio.setId,
+): Promise<DispatcherTarget[]> {
   const r = await ssh(lab, kam.host, 'kamcmd dispatcher.list', {check: false})
   return parseDispatcherList(r.stdout).sets.find((s) => s.id === setId)?.targets ?? []
 }
@@ -197,7 +218,9 @@ export async function restoreListFile(lab: Lab, kam: ResolvedNode, text: string)
  */
 export async function clearPrefix(etcd: EtcdHandle, prefix: string): Promise<() => Promise<void>> {
   const res = await etcd.client.getAll().prefix(prefix).exec()
-  const keep = res.kvs.filter((kv) => !kv.lease || kv.lease === '0').map((kv) => [kv.key.toString(), kv.value.toString()] as const)
+  const keep = res.kvs
+    .filter((kv) => !kv.lease || kv.lease === '0')
+    .map((kv) => [kv.key.toString(), kv.value.toString()] as const)
   await etcd.client.delete().prefix(prefix).exec()
   return async () => {
     await etcd.client.delete().prefix(prefix).exec()

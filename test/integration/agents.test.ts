@@ -43,7 +43,18 @@ describe('service discovery agents on the lab', () => {
   let fresh: {name: string; ip: string; spare: boolean}
   /** The boxes announced for the whole test (the lab's Asterisk hosts). */
   let steady: ResolvedNode[]
-  const announceArgs = (name: string, ip: string, ttl: number) => ['agent', 'announce', '--name', name, '--ip', ip, '--ttl', String(ttl), '--endpoints', lab.endpoints.join(',')]
+  const announceArgs = (name: string, ip: string, ttl: number) => [
+    'agent',
+    'announce',
+    '--name',
+    name,
+    '--ip',
+    ip,
+    '--ttl',
+    String(ttl),
+    '--endpoints',
+    lab.endpoints.join(','),
+  ]
 
   async function registered(name: string): Promise<boolean> {
     const v = await etcd.client.get(`${asterPrefix}${name}`).string()
@@ -57,10 +68,13 @@ describe('service discovery agents on the lab', () => {
     return out
   }
 
-  const onAll = (f: Record<string, string | null>, pred: (flags: string | null) => boolean) => Object.values(f).every(pred)
+  const onAll = (f: Record<string, string | null>, pred: (flags: string | null) => boolean) =>
+    Object.values(f).every(pred)
 
   function logs(): string {
-    return agents.map((a) => `--- ${a.host} pid ${a.pid} (${a.log})\n${agentLog(a).split('\n').slice(-15).join('\n')}`).join('\n')
+    return agents
+      .map((a) => `--- ${a.host} pid ${a.pid} (${a.log})\n${agentLog(a).split('\n').slice(-15).join('\n')}`)
+      .join('\n')
   }
 
   before(async () => {
@@ -88,18 +102,32 @@ describe('service discovery agents on the lab', () => {
     }
 
     // And the lab's Asterisk hosts announced by agents running inside them
-    for (const n of steady) agents.push(await startAgent(lab, n.host, announceArgs(n.name, n.host, 15), `announce-${n.name}`))
-    await eventually(async () => (await Promise.all(steady.map((n) => registered(n.name)))).every(Boolean), {timeoutMs: 20_000, what: 'the lab hosts to register'})
+    for (const n of steady)
+      agents.push(await startAgent(lab, n.host, announceArgs(n.name, n.host, 15), `announce-${n.name}`))
+    await eventually(async () => (await Promise.all(steady.map((n) => registered(n.name)))).every(Boolean), {
+      timeoutMs: 20_000,
+      what: 'the lab hosts to register',
+    })
     // And a dispatcher agent inside each Kamailio host
     for (const k of lab.kams) {
-      agents.push(await startAgent(lab, k.host, ['agent', 'dispatcher', '--endpoints', lab.endpoints.join(','), '--resync', '10'], `dispatcher-${k.name}`))
+      agents.push(
+        await startAgent(
+          lab,
+          k.host,
+          ['agent', 'dispatcher', '--endpoints', lab.endpoints.join(','), '--resync', '10'],
+          `dispatcher-${k.name}`,
+        ),
+      )
     }
     await eventually(
       async () => {
         for (const k of lab.kams) {
           const t = await kamTargets(lab, k)
           const hosts = t.map((x) => x.host).sort()
-          if (hosts.join() !== steady.map((n) => n.host).sort().join()) return false
+          const wanted = steady.map((n) => n.host).sort()
+          // weight= comes from the agent's rendering (the lab's own list has none)
+          const rendered = t.every((x) => typeof x.attrs.weight === 'number' && x.flags === 'AP')
+          if (hosts.join() !== wanted.join() || !rendered) return false
         }
         return true
       },
@@ -127,46 +155,90 @@ describe('service discovery agents on the lab', () => {
   test('a new box enters both lists AP within the TTL; SIGTERM takes it out at once', async () => {
     // When the announce agent starts inside the new box (TTL 15 s)
     const started = Date.now()
-    const agent = await startAgent(lab, fresh.spare ? fresh.ip : lab.asts.at(-1)!.host, announceArgs(fresh.name, fresh.ip, 15), `announce-${fresh.name}-term`)
+    const agent = await startAgent(
+      lab,
+      fresh.spare ? fresh.ip : lab.asts.at(-1)!.host,
+      announceArgs(fresh.name, fresh.ip, 15),
+      `announce-${fresh.name}-term`,
+    )
     agents.push(agent)
     // Then within the TTL both Kamailio hosts have it active and probing
-    await eventually(async () => onAll(await flagsEverywhere(fresh.ip), (f) => f === 'AP'), {timeoutMs: 15_000, intervalMs: 250, what: `${fresh.name} AP on both`}).catch((error: Error) => {
+    await eventually(async () => onAll(await flagsEverywhere(fresh.ip), (f) => f === 'AP'), {
+      timeoutMs: 15_000,
+      intervalMs: 250,
+      what: `${fresh.name} AP on both`,
+    }).catch((error: Error) => {
       throw new Error(`${error.message}\n${logs()}`)
     })
     assert.ok(Date.now() - started < 15_000)
-    assert.match(agentLog(agent), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ registered \S+ \S+:5060 lease [0-9a-f]+ /m)
+    assert.match(
+      agentLog(agent),
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ registered \S+ \S+:5060 lease [0-9a-f]+ /m,
+    )
 
     // When it gets SIGTERM
     const termAt = Date.now()
     await signalAgent(lab, agent, 'TERM')
     // Then it revokes its lease: the key is gone from etcd at once, long before the TTL
-    await eventually(async () => !(await registered(fresh.name)), {timeoutMs: 2000, intervalMs: 50, what: 'the key to leave etcd'})
+    await eventually(async () => !(await registered(fresh.name)), {
+      timeoutMs: 2000,
+      intervalMs: 50,
+      what: 'the key to leave etcd',
+    })
     assert.ok(Date.now() - termAt < 2000, `the key left etcd ${Date.now() - termAt} ms after SIGTERM`)
     // And both lists drop it well within the TTL (at most one reload_delta of debounce)
-    await eventually(async () => onAll(await flagsEverywhere(fresh.ip), (f) => f === null), {timeoutMs: 8000, intervalMs: 250, what: `${fresh.name} to leave both lists`})
-    assert.ok(Date.now() - termAt < 10_000, `left the lists ${Date.now() - termAt} ms after SIGTERM (TTL 15 s)`)
+    await eventually(async () => onAll(await flagsEverywhere(fresh.ip), (f) => f === null), {
+      timeoutMs: 8000,
+      intervalMs: 250,
+      what: `${fresh.name} to leave both lists`,
+    })
+    assert.ok(
+      Date.now() - termAt < 10_000,
+      `left the lists ${Date.now() - termAt} ms after SIGTERM (TTL 15 s)`,
+    )
     // And the agent has exited, saying so
-    await eventually(async () => !(await agentAlive(lab, agent)), {timeoutMs: 5000, what: 'the announce agent to exit'})
+    await eventually(async () => !(await agentAlive(lab, agent)), {
+      timeoutMs: 5000,
+      what: 'the announce agent to exit',
+    })
     assert.match(agentLog(agent), /revoked .*lease revoked/)
     // The other boxes stayed
-    for (const n of steady) assert.deepEqual(await flagsEverywhere(n.host), Object.fromEntries(lab.kams.map((k) => [k.name, 'AP'])))
+    for (const n of steady)
+      assert.deepEqual(await flagsEverywhere(n.host), Object.fromEntries(lab.kams.map((k) => [k.name, 'AP'])))
   })
 
   test('after SIGKILL the box stays until its lease runs out (TTL 3 s), then leaves both lists', async () => {
-    const agent = await startAgent(lab, fresh.spare ? fresh.ip : lab.asts.at(-1)!.host, announceArgs(fresh.name, fresh.ip, 3), `announce-${fresh.name}-kill`)
+    const agent = await startAgent(
+      lab,
+      fresh.spare ? fresh.ip : lab.asts.at(-1)!.host,
+      announceArgs(fresh.name, fresh.ip, 3),
+      `announce-${fresh.name}-kill`,
+    )
     agents.push(agent)
-    await eventually(async () => onAll(await flagsEverywhere(fresh.ip), (f) => f === 'AP'), {timeoutMs: 15_000, intervalMs: 250, what: `${fresh.name} AP on both`})
+    await eventually(async () => onAll(await flagsEverywhere(fresh.ip), (f) => f === 'AP'), {
+      timeoutMs: 15_000,
+      intervalMs: 250,
+      what: `${fresh.name} AP on both`,
+    })
 
     // When the agent dies without a word
     await signalAgent(lab, agent, 'KILL')
     const killAt = Date.now()
     // Then etcd keeps the key until the lease expires: not at once, but within the TTL
     assert.equal(await registered(fresh.name), true, 'the key must outlive a crashed agent for a while')
-    await eventually(async () => !(await registered(fresh.name)), {timeoutMs: 6000, intervalMs: 100, what: 'the lease to expire'})
+    await eventually(async () => !(await registered(fresh.name)), {
+      timeoutMs: 6000,
+      intervalMs: 100,
+      what: 'the lease to expire',
+    })
     const goneAfter = Date.now() - killAt
     assert.ok(goneAfter >= 1000 && goneAfter <= 4500, `the key left ${goneAfter} ms after SIGKILL (TTL 3 s)`)
     // And the box leaves both Kamailio lists
-    await eventually(async () => onAll(await flagsEverywhere(fresh.ip), (f) => f === null), {timeoutMs: 8000, intervalMs: 250, what: `${fresh.name} to leave both lists`})
+    await eventually(async () => onAll(await flagsEverywhere(fresh.ip), (f) => f === null), {
+      timeoutMs: 8000,
+      intervalMs: 250,
+      what: `${fresh.name} to leave both lists`,
+    })
     assert.equal(await agentAlive(lab, agent), false)
   })
 
@@ -175,12 +247,17 @@ describe('service discovery agents on the lab', () => {
     // When the box gets a maintenance mark (as hactl node drain writes it)
     await setMark(etcd, maintPrefix, {node: box.name, state: 'drained', reason: 'agents test'})
     // Then both lists have it disabled
-    await eventually(async () => onAll(await flagsEverywhere(box.host), (f) => f?.startsWith('D') ?? false), {timeoutMs: 10_000, intervalMs: 250, what: `${box.name} disabled on both`})
+    await eventually(async () => onAll(await flagsEverywhere(box.host), (f) => f?.startsWith('D') ?? false), {
+      timeoutMs: 10_000,
+      intervalMs: 250,
+      what: `${box.name} disabled on both`,
+    })
     // And the file says so: flag 4
     const file = await readListFile(lab, lab.kams[0]!)
     assert.match(file, new RegExp(`^1 sip:${box.host.replaceAll('.', '\\.')}:5060 4 0 weight=\\d+$`, 'm'))
     // When someone reloads Kamailio by hand
-    for (const k of lab.kams) assert.match(await reloadKamailio(lab, k), /Ok\. Dispatcher successfully reloaded/)
+    for (const k of lab.kams)
+      assert.match(await reloadKamailio(lab, k), /Ok\. Dispatcher successfully reloaded/)
     // Then it is still disabled, and the others still active
     for (const k of lab.kams) {
       assert.match((await flagsOf(lab, k, box.host)) ?? 'absent', /^D/)
@@ -188,7 +265,11 @@ describe('service discovery agents on the lab', () => {
     }
     // When the mark is cleared, it comes back
     await clearMark(etcd, maintPrefix, box.name)
-    await eventually(async () => onAll(await flagsEverywhere(box.host), (f) => f === 'AP'), {timeoutMs: 10_000, intervalMs: 250, what: `${box.name} back AP on both`})
+    await eventually(async () => onAll(await flagsEverywhere(box.host), (f) => f === 'AP'), {
+      timeoutMs: 10_000,
+      intervalMs: 250,
+      what: `${box.name} back AP on both`,
+    })
   })
 
   test('an etcd restart loses no registration and never empties a list', async () => {
@@ -209,9 +290,17 @@ describe('service discovery agents on the lab', () => {
       }
     })()
     // When every etcd member restarts at once
-    await Promise.all(lab.etcdHosts.map((n) => ssh(lab, n.host, `systemctl restart ${lab.config.etcd.service}`, {timeoutMs: 60_000})))
+    await Promise.all(
+      lab.etcdHosts.map((n) =>
+        ssh(lab, n.host, `systemctl restart ${lab.config.etcd.service}`, {timeoutMs: 60_000}),
+      ),
+    )
     // Then etcd comes back with every registration
-    await eventually(async () => (await Promise.all(steady.map((n) => registered(n.name)))).every(Boolean), {timeoutMs: 30_000, intervalMs: 500, what: 'every registration after the restart'})
+    await eventually(async () => (await Promise.all(steady.map((n) => registered(n.name)))).every(Boolean), {
+      timeoutMs: 30_000,
+      intervalMs: 500,
+      what: 'every registration after the restart',
+    })
     // And after a while (two TTLs of the steady agents' leases would have expired them) still all there
     await sleep(3000)
     const keys = Object.keys(await etcd.client.getAll().prefix(asterPrefix).strings()).sort()
@@ -219,10 +308,16 @@ describe('service discovery agents on the lab', () => {
     watching = false
     await watcher
     // And no list ever dropped a box
-    assert.equal(minCount, expected.length, `a Kamailio list went down to ${minCount} destinations during the restart\n${logs()}`)
+    assert.equal(
+      minCount,
+      expected.length,
+      `a Kamailio list went down to ${minCount} destinations during the restart\n${logs()}`,
+    )
     for (const k of lab.kams) assert.deepEqual((await kamTargets(lab, k)).map((t) => t.host).sort(), expected)
     // And every agent is still running
-    for (const a of agents.filter((x) => x.log.includes(`announce-`) && !x.log.includes(`-${fresh.name}-`))) assert.equal(await agentAlive(lab, a), true, `agent ${a.log} died`)
-    for (const a of agents.filter((x) => x.log.includes('dispatcher-'))) assert.equal(await agentAlive(lab, a), true, `agent ${a.log} died`)
+    for (const a of agents.filter((x) => x.log.includes(`announce-`) && !x.log.includes(`-${fresh.name}-`)))
+      assert.equal(await agentAlive(lab, a), true, `agent ${a.log} died`)
+    for (const a of agents.filter((x) => x.log.includes('dispatcher-')))
+      assert.equal(await agentAlive(lab, a), true, `agent ${a.log} died`)
   })
 })

@@ -12,7 +12,17 @@ import {setMark} from '../../src/lib/etcd/maintenance.js'
 import type {DispatcherShowResult} from '../../src/lib/ops/dispatcher-show.js'
 import type {DispatcherSyncResult} from '../../src/lib/ops/dispatcher-sync.js'
 import {eventually} from '../helpers/etcd.js'
-import {cleanupAll, clearPrefix, cli, kamTargets, openLab, readListFile, restoreListFile, ssh, type Lab} from '../helpers/agent-lab.js'
+import {
+  cleanupAll,
+  clearPrefix,
+  cli,
+  kamTargets,
+  openLab,
+  readListFile,
+  restoreListFile,
+  ssh,
+  type Lab,
+} from '../helpers/agent-lab.js'
 
 describe('hactl dispatcher sync and show on the lab', () => {
   let lab: Lab
@@ -39,9 +49,18 @@ describe('hactl dispatcher sync and show on the lab', () => {
     const {asterisk, maintenance} = lab.config.etcd.prefixes
     restoreKeys.push(await clearPrefix(etcd, asterisk), await clearPrefix(etcd, maintenance))
     // Given three boxes registered (one with weight 25, one drained) and the fourth not at all
-    await etcd.client.put(`${asterisk}${a.name}`).value(JSON.stringify({ip: a.host})).exec()
-    await etcd.client.put(`${asterisk}${b.name}`).value(JSON.stringify({ip: b.host, port: 5060, weight: 25})).exec()
-    await etcd.client.put(`${asterisk}${c.name}`).value(JSON.stringify({ip: c.host})).exec()
+    await etcd.client
+      .put(`${asterisk}${a.name}`)
+      .value(JSON.stringify({ip: a.host}))
+      .exec()
+    await etcd.client
+      .put(`${asterisk}${b.name}`)
+      .value(JSON.stringify({ip: b.host, port: 5060, weight: 25}))
+      .exec()
+    await etcd.client
+      .put(`${asterisk}${c.name}`)
+      .value(JSON.stringify({ip: c.host}))
+      .exec()
     await setMark(etcd, maintenance, {node: c.name, state: 'drained', reason: 'dispatcher sync test'})
     expectedText = renderDispatcherList(
       [
@@ -67,11 +86,15 @@ describe('hactl dispatcher sync and show on the lab', () => {
     ])
   })
 
-  test('--dry-run shows each host\'s diff and changes nothing', async () => {
+  test("--dry-run shows each host's diff and changes nothing", async () => {
     const before = await Promise.all(lab.kams.map((k) => kamTargets(lab, k)))
     const r = await cli(lab, ['dispatcher', 'sync', '--dry-run'])
     assert.equal(r.code, 0, r.stderr)
-    for (const k of lab.kams) assert.match(r.stdout, new RegExp(`^${k.name}: /etc/kamailio/dispatcher.list differs; will write and reload:`, 'm'))
+    for (const k of lab.kams)
+      assert.match(
+        r.stdout,
+        new RegExp(`^${k.name}: /etc/kamailio/dispatcher.list differs; will write and reload:`, 'm'),
+      )
     assert.match(r.stdout, new RegExp(`^-1 ${uri(dropped)} 0 0$`, 'm'))
     assert.match(r.stdout, new RegExp(`^\\+1 ${uri(b)} 0 0 weight=25$`, 'm'))
     assert.match(r.stdout, new RegExp(`^\\+1 ${uri(a)} 0 0 weight=75$`, 'm'))
@@ -87,9 +110,22 @@ describe('hactl dispatcher sync and show on the lab', () => {
     assert.equal(j.code, 0, j.stderr)
     const res = JSON.parse(j.stdout) as DispatcherSyncResult
     assert.equal(res.dryRun, true)
-    assert.deepEqual(res.changed, lab.kams.map((k) => k.name))
-    assert.deepEqual(res.hosts.map((h) => h.action), lab.kams.map(() => 'write'))
-    assert.deepEqual(res.destinations.map((d) => [d.name, d.weight, d.disabled]), [[a.name, 75, false], [b.name, 25, false], [c.name, 1, true]])
+    assert.deepEqual(
+      res.changed,
+      lab.kams.map((k) => k.name),
+    )
+    assert.deepEqual(
+      res.hosts.map((h) => h.action),
+      lab.kams.map(() => 'write'),
+    )
+    assert.deepEqual(
+      res.destinations.map((d) => [d.name, d.weight, d.disabled]),
+      [
+        [a.name, 75, false],
+        [b.name, 25, false],
+        [c.name, 1, true],
+      ],
+    )
   })
 
   test('without --yes and without a terminal it refuses and changes nothing', async () => {
@@ -104,7 +140,8 @@ describe('hactl dispatcher sync and show on the lab', () => {
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`)
     const res = JSON.parse(r.stdout) as DispatcherSyncResult
     assert.equal(res.inStep, true)
-    for (const h of res.hosts) assert.deepEqual([h.node, h.written, h.reloaded, h.verified], [h.node, true, true, true])
+    for (const h of res.hosts)
+      assert.deepEqual([h.node, h.written, h.reloaded, h.verified], [h.node, true, true, true])
     // Then each file is exactly the rendering, and each runtime list holds it
     for (const k of lab.kams) {
       assert.equal(await readListFile(lab, k), expectedText)
@@ -148,9 +185,24 @@ describe('hactl dispatcher sync and show on the lab', () => {
     )
     const res = JSON.parse(r.stdout) as DispatcherShowResult
     assert.equal(res.agree, true)
-    assert.deepEqual(res.hosts.map((h) => [h.name, h.ok]), lab.kams.map((k) => [k.name, true]))
-    assert.deepEqual(res.rows.map((row) => [row.uri, row.node, row.agree]), [[uri(a), a.name, true], [uri(b), b.name, true], [uri(c), c.name, true]])
-    assert.deepEqual(res.rows[1]?.views[lab.kams[0]!.name], {flags: 'AP', state: 'active', priority: 0, weight: 25})
+    assert.deepEqual(
+      res.hosts.map((h) => [h.name, h.ok]),
+      lab.kams.map((k) => [k.name, true]),
+    )
+    assert.deepEqual(
+      res.rows.map((row) => [row.uri, row.node, row.agree]),
+      [
+        [uri(a), a.name, true],
+        [uri(b), b.name, true],
+        [uri(c), c.name, true],
+      ],
+    )
+    assert.deepEqual(res.rows[1]?.views[lab.kams[0]!.name], {
+      flags: 'AP',
+      state: 'active',
+      priority: 0,
+      weight: 25,
+    })
 
     // When one Kamailio disables a box by hand
     const kam = lab.kams[0]!
@@ -162,7 +214,10 @@ describe('hactl dispatcher sync and show on the lab', () => {
     assert.equal(dres.agree, false)
     const row = dres.rows.find((x) => x.uri === uri(a))
     assert.equal(row?.agree, false)
-    assert.match(row?.differences.join() ?? '', new RegExp(`flags: ${kam.name} D[PX], ${lab.kams[1]!.name} AP`))
+    assert.match(
+      row?.differences.join() ?? '',
+      new RegExp(`flags: ${kam.name} D[PX], ${lab.kams[1]!.name} AP`),
+    )
     const human = await cli(lab, ['dispatcher', 'show'])
     assert.equal(human.code, 1)
     assert.match(human.stdout, new RegExp(`^≠\\s+1\\s+${uri(a)}\\s+${a.name}\\s+D[PX] 0 75\\s+AP 0 75$`, 'm'))

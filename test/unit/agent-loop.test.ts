@@ -14,8 +14,14 @@ import {agentLogLine} from '../../src/lib/agent/log.js'
 
 const fixtures = path.resolve(import.meta.dirname, '../fixtures/kamailio')
 const OK: ReloadAnswer = {code: 0, output: readFileSync(path.join(fixtures, 'reload-ok.txt'), 'utf8')}
-const ONGOING: ReloadAnswer = {code: 0, output: readFileSync(path.join(fixtures, 'reload-ongoing.txt'), 'utf8')}
-const DOWN: ReloadAnswer = {code: 255, output: readFileSync(path.join(fixtures, 'kamcmd-down-refused.stderr.txt'), 'utf8')}
+const ONGOING: ReloadAnswer = {
+  code: 0,
+  output: readFileSync(path.join(fixtures, 'reload-ongoing.txt'), 'utf8'),
+}
+const DOWN: ReloadAnswer = {
+  code: 255,
+  output: readFileSync(path.join(fixtures, 'kamcmd-down-refused.stderr.txt'), 'utf8'),
+}
 
 /** Timers that only move when the test says so. */
 class FakeClock implements AgentClock {
@@ -94,7 +100,14 @@ function harness(opts: {wanted?: string; file?: string; answers?: ReloadAnswer[]
       clock,
       log: (event, detail) => world.logs.push(`${event} ${detail ?? ''}`.trim()),
     },
-    {listFile: '/etc/kamailio/dispatcher.list', setId: 1, settleMs: 200, reloadDeltaMs: 5000, retryMs: 1000, resyncMs: opts.resyncMs ?? 0},
+    {
+      listFile: '/etc/kamailio/dispatcher.list',
+      setId: 1,
+      settleMs: 200,
+      reloadDeltaMs: 5000,
+      retryMs: 1000,
+      resyncMs: opts.resyncMs ?? 0,
+    },
   )
   return {clock, world, loop}
 }
@@ -110,7 +123,10 @@ describe('dispatcher agent loop', () => {
     assert.equal(world.file, world.wanted)
     assert.equal(world.writes.length, 1)
     assert.deepEqual(world.reloads, [0])
-    assert.match(world.logs.join('\n'), /^wrote \/etc\/kamailio\/dispatcher\.list set 1: 1 destination\(s\) \+sip:10\.0\.0\.21:5060$/m)
+    assert.match(
+      world.logs.join('\n'),
+      /^wrote \/etc\/kamailio\/dispatcher\.list set 1: 1 destination\(s\) \+sip:10\.0\.0\.21:5060$/m,
+    )
     assert.match(world.logs.join('\n'), /^reloaded Ok\. Dispatcher successfully reloaded\.$/m)
     await loop.stop()
   })
@@ -188,7 +204,11 @@ describe('dispatcher agent loop', () => {
     assert.deepEqual(world.reloads, [0, 1000, 2000])
     await clock.advance(60_000)
     assert.deepEqual(world.reloads, [0, 1000, 2000])
-    assert.equal(world.logs.filter((l) => l.startsWith('reload-busy error: 500 - Ongoing reload; retrying in 1000 ms')).length, 2)
+    assert.equal(
+      world.logs.filter((l) => l.startsWith('reload-busy error: 500 - Ongoing reload; retrying in 1000 ms'))
+        .length,
+      2,
+    )
     assert.equal(world.logs.filter((l) => l.startsWith('reloaded')).length, 1)
     assert.equal(loop.busy, false)
     await loop.stop()
@@ -216,7 +236,10 @@ describe('dispatcher agent loop', () => {
     await clock.advance(60_000)
     // Then ten attempts one second apart, and no more
     assert.deepEqual(world.reloads, [0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000])
-    assert.match(world.logs.join('\n'), /reload-failed ERROR: connect_unix_sock.*Connection refused \[111\]; retrying in 1000 ms/)
+    assert.match(
+      world.logs.join('\n'),
+      /reload-failed ERROR: connect_unix_sock.*Connection refused \[111\]; retrying in 1000 ms/,
+    )
     assert.match(world.logs.join('\n'), /reload-gave-up after 10 attempts/)
     // When the list changes again, Kamailio (now back) is asked again
     world.wanted += '1 sip:10.0.0.22:5060 0 0\n'
@@ -305,7 +328,8 @@ describe('dispatcher agent loop', () => {
 
 describe('dispatcher list helpers', () => {
   test('lines of other sets in the file are kept after the rendered set', () => {
-    const current = '# by hand\n1 sip:10.0.0.9:5060 0 0\n2 sip:10.0.1.1:5060 0 0 weight=100\n\n3 sip:10.0.2.1 4 0\n'
+    const current =
+      '# by hand\n1 sip:10.0.0.9:5060 0 0\n2 sip:10.0.1.1:5060 0 0 weight=100\n\n3 sip:10.0.2.1 4 0\n'
     const rendered = '# written by hactl\n1 sip:10.0.0.21:5060 0 0 weight=100\n'
     assert.equal(
       mergeOtherSets(current, rendered, 1),
@@ -318,7 +342,10 @@ describe('dispatcher list helpers', () => {
   test('the change summary names added, removed and changed destinations', () => {
     const before = '1 sip:a:5060 0 0 weight=50\n1 sip:b:5060 0 0 weight=50\n2 sip:z 0 0\n'
     const after = '1 sip:a:5060 4 0 weight=50\n1 sip:c:5060 0 0 weight=50\n'
-    assert.deepEqual(describeChange(before, after, 1), {count: 2, summary: '~sip:a:5060 +sip:c:5060 -sip:b:5060'})
+    assert.deepEqual(describeChange(before, after, 1), {
+      count: 2,
+      summary: '~sip:a:5060 +sip:c:5060 -sip:b:5060',
+    })
   })
 
   test('reload answers are classified from captured kamcmd output', () => {
@@ -326,7 +353,10 @@ describe('dispatcher list helpers', () => {
     assert.equal(classifyReload(ONGOING).kind, 'busy')
     // kamcmd exits 0 on an RPC fault: the text decides
     assert.equal(classifyReload({code: 0, output: ONGOING.output}).kind, 'busy')
-    assert.deepEqual(classifyReload({code: 0, output: 'error: 500 - Reload Failed\n'}), {kind: 'failed', message: 'error 500 - Reload Failed'})
+    assert.deepEqual(classifyReload({code: 0, output: 'error: 500 - Reload Failed\n'}), {
+      kind: 'failed',
+      message: 'error 500 - Reload Failed',
+    })
     assert.equal(classifyReload(DOWN).kind, 'failed')
   })
 

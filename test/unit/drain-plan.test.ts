@@ -261,7 +261,41 @@ describe('Asterisk answers', () => {
     assert.deepEqual(parseUnitAndCli(out), {unit: 'active', asterisk: {state: 'shutdown-pending'}})
     const gone = `inactive\n@@hactl-asterisk@@\n${fixture('asterisk', 'not-running.txt')}@@hactl-asterisk@@rc 1\n`
     assert.deepEqual(parseUnitAndCli(gone), {unit: 'inactive', asterisk: {state: 'stopped'}})
+    assert.deepEqual(parseUnitAndCli('failed\n@@hactl-asterisk@@\n'), {unit: 'failed', asterisk: {state: 'stopped'}})
     assert.equal(parseUnitAndCli('').asterisk.state, 'unknown')
+  })
+
+  test('the unit+CLI probe runs in a real shell and asks the CLI only while the unit is up', async () => {
+    // Given stand-ins for systemctl and asterisk on PATH that print what the real ones print
+    const {execFileSync} = await import('node:child_process')
+    const {mkdtempSync, writeFileSync, rmSync} = await import('node:fs')
+    const {tmpdir} = await import('node:os')
+    const dir = mkdtempSync(path.join(tmpdir(), 'hactl-probe-'))
+    try {
+      const probe = async (unit: string): Promise<{out: string; asked: boolean}> => {
+        writeFileSync(path.join(dir, 'systemctl'), `#!/bin/sh\necho ${unit}\n[ ${unit} = active ]\n`, {mode: 0o755})
+        writeFileSync(path.join(dir, 'asterisk'), `#!/bin/sh\ntouch ${dir}/asked\nprintf '0 active channels\\n0 active calls\\n4 calls processed\\n'\n`, {mode: 0o755})
+        rmSync(path.join(dir, 'asked'), {force: true})
+        let cmd = ''
+        const {pool} = scriptedPool((c) => {
+          cmd = c
+          return ''
+        })
+        const {probeUnitAndCli} = await import('../../src/lib/asterisk.js')
+        await probeUnitAndCli({config, pool}, node('ast3'))
+        const out = execFileSync('sh', ['-c', cmd], {env: {...process.env, PATH: `${dir}:${process.env.PATH}`}, encoding: 'utf8'})
+        const {existsSync} = await import('node:fs')
+        return {out, asked: existsSync(path.join(dir, 'asked'))}
+      }
+      const up = await probe('active')
+      assert.deepEqual(parseUnitAndCli(up.out), {unit: 'active', asterisk: {state: 'running', activeCalls: 0, activeChannels: 0, callsProcessed: 4}})
+      assert.equal(up.asked, true)
+      const down = await probe('inactive')
+      assert.deepEqual(parseUnitAndCli(down.out), {unit: 'inactive', asterisk: {state: 'stopped'}})
+      assert.equal(down.asked, false)
+    } finally {
+      rmSync(dir, {recursive: true, force: true})
+    }
   })
 
   test('the CLI command is quoted as one argument after the configured prefix', () => {
@@ -355,21 +389,32 @@ describe('waiting without hosts', () => {
     assert.ok(Date.now() - started < 2000, 'the sleep is cut short')
   })
 
-  test('graceful stop: core stop gracefully, then the unit goes inactive', async () => {
-    let stopped = false
+  test('graceful stop of an idle box: the stop and the unit check are one round trip', async () => {
     const {pool, commands} = scriptedPool((cmd) => {
-      if (cmd.includes("'core stop gracefully'")) {
-        stopped = true
-        return ''
-      }
-      if (cmd.startsWith('systemctl is-active')) {
-        return stopped ? `inactive\n@@hactl-asterisk@@\n${fixture('asterisk', 'not-running.txt')}@@hactl-asterisk@@rc 1\n` : 'active\n'
-      }
-      throw new Error(`unexpected command ${cmd}`)
+      assert.match(cmd, /asterisk -rx 'core stop gracefully'.*systemctl is-active/s)
+      return '@@hactl-stop@@rc 0\ninactive\n@@hactl-asterisk@@\n'
     })
     const s = await stopAsteriskGracefully({config, pool}, node('ast3'), {deadline: Date.now() + 5000, pollMs: 10})
     assert.equal(s.outcome, 'stopped')
+    assert.equal(commands.length, 1)
+  })
+
+  test('graceful stop: polls until the unit goes inactive, without systemctl stop when Asterisk exits by itself', async () => {
+    let polls = 0
+    const {pool, commands} = scriptedPool((cmd) => {
+      if (cmd.includes("'core stop gracefully'")) return `@@hactl-stop@@rc 0\nactive\n@@hactl-asterisk@@\n${fixture('asterisk', 'shutdown-pending.txt')}@@hactl-asterisk@@rc 0\n`
+      polls += 1
+      return polls < 3 ? `deactivating\n@@hactl-asterisk@@\n${fixture('asterisk', 'shutdown-pending.txt')}@@hactl-asterisk@@rc 0\n` : 'inactive\n@@hactl-asterisk@@\n'
+    })
+    const s = await stopAsteriskGracefully({config, pool}, node('ast3'), {deadline: Date.now() + 5000, pollMs: 10})
+    assert.equal(s.outcome, 'stopped')
+    assert.equal(polls, 3)
     assert.ok(!commands.some((c) => c.startsWith('systemctl stop')), 'no systemctl stop when Asterisk exited by itself')
+  })
+
+  test('Asterisk that does not know the stop command is an error, not a wait', async () => {
+    const {pool} = scriptedPool(() => `${fixture('asterisk', 'no-such-command.txt')}@@hactl-stop@@rc 0\nactive\n@@hactl-asterisk@@\n${count(0)}@@hactl-asterisk@@rc 0\n`)
+    await assert.rejects(stopAsteriskGracefully({config, pool}, node('ast3'), {deadline: Date.now() + 5000, pollMs: 10}), /does not know "core stop gracefully"/)
   })
 
   test('graceful stop when systemd restarts Asterisk: the fresh, idle process is stopped with the unit', async () => {
@@ -380,7 +425,7 @@ describe('waiting without hosts', () => {
         unitStopped = true
         return ''
       }
-      if (unitStopped) return `inactive\n@@hactl-asterisk@@\n${fixture('asterisk', 'not-running.txt')}@@hactl-asterisk@@rc 1\n`
+      if (unitStopped) return 'inactive\n@@hactl-asterisk@@\n'
       return `activating\n@@hactl-asterisk@@\n${fixture('asterisk', 'not-running.txt')}@@hactl-asterisk@@rc 1\n`
     })
     const s = await stopAsteriskGracefully({config, pool}, node('ast3'), {deadline: Date.now() + 5000, pollMs: 10})

@@ -13,6 +13,9 @@ describe('lab plan', () => {
     const p = planLab({...base, spare: 2})
     assert.equal(p.bridge, 'hactl-br')
     assert.equal(p.bridgeIp, '10.77.0.1')
+    // Fixed MACs (02:00 + the address), so every host can have static neighbours.
+    assert.equal(p.bridgeMac, '02:00:0a:4d:00:01')
+    assert.equal(p.hosts.find((h) => h.name === 'spare2')!.mac, '02:00:0a:4d:00:f1')
     assert.deepEqual(
       p.hosts.map((h) => `${h.name} ${h.ip} ${h.kind} ${h.roles.join('+') || '-'} ${h.ns} ${h.veth}`),
       [

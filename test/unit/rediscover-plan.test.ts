@@ -19,6 +19,7 @@ import {
   planSettings,
   rediscoverCluster,
   RediscoverIncompleteError,
+  RediscoverPreflightError,
   stopEtcdCommand,
   validateRediscoverInputs,
   waitForReboot,
@@ -577,7 +578,8 @@ describe('rediscover: the whole run against fake hosts (nothing changes before t
     await assert.rejects(
       rediscoverCluster(config, pool as unknown as SshPool, {restore: true, stateDir: state, onEvent: (e) => events.push(e), confirm: async () => true}),
       (e: unknown) => {
-        assert.ok(e instanceof HactlError && !(e instanceof RediscoverIncompleteError))
+        assert.ok(e instanceof RediscoverPreflightError)
+        assert.deepEqual(e.hosts.map((h) => h.name), ['ast2'])
         assert.equal(e.exitCode, 1)
         assert.match(e.message, /1 of 3 etcd hosts is not ready \(ast2\); nothing was changed/)
         assert.match(e.message, /ast2: unreachable: connection refused/)

@@ -2,7 +2,8 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 
 export default class AgentAnnounce extends BaseCommand<typeof AgentAnnounce> {
-  static override summary = 'Keep this Asterisk box registered in etcd (long-running; for a systemd unit or a container).'
+  static override summary =
+    'Keep this Asterisk box registered in etcd (long-running; for a systemd unit or a container).'
 
   static override description = `Registers the box under the registration prefix (default /asterisk/): key /asterisk/NAME, value
 JSON {"ip", "port", "weight"?}, attached to a lease with a TTL (default 15 s) that the agent keeps
@@ -24,12 +25,28 @@ when the endpoints are given. Logs one line per event to stdout. See docs/agents
   static override enableJsonFlag = false
 
   static override flags = {
-    name: Flags.string({summary: 'Box name: the key under the prefix (lower-case letters, digits, "-").', required: true, helpValue: 'NAME'}),
+    name: Flags.string({
+      summary: 'Box name: the key under the prefix (lower-case letters, digits, "-").',
+      required: true,
+      helpValue: 'NAME',
+    }),
     ip: Flags.string({summary: 'The address Kamailio sends SIP to.', required: true, helpValue: 'IP'}),
     port: Flags.integer({summary: 'SIP port.', default: 5060, min: 1, max: 65535}),
-    weight: Flags.integer({summary: 'Share of the calls in percent (the others split what is left of 100).', min: 1, max: 100}),
-    ttl: Flags.integer({summary: 'Lease TTL in seconds: how long a crashed box stays in rotation.', default: 15, min: 1, max: 3600}),
-    prefix: Flags.string({summary: 'Registration prefix (default: etcd.prefixes.asterisk, /asterisk/).', helpValue: 'PREFIX'}),
+    weight: Flags.integer({
+      summary: 'Share of the calls in percent (the others split what is left of 100).',
+      min: 1,
+      max: 100,
+    }),
+    ttl: Flags.integer({
+      summary: 'Lease TTL in seconds: how long a crashed box stays in rotation.',
+      default: 15,
+      min: 1,
+      max: 3600,
+    }),
+    prefix: Flags.string({
+      summary: 'Registration prefix (default: etcd.prefixes.asterisk, /asterisk/).',
+      helpValue: 'PREFIX',
+    }),
     endpoints: Flags.string({
       summary: 'etcd client URLs, comma-separated (default: from hactl.yaml).',
       env: 'HACTL_ETCD_ENDPOINTS',
@@ -41,7 +58,8 @@ when the endpoints are given. Logs one line per event to stdout. See docs/agents
     const {loadAgentConfig, parseEndpoints, stopOnSignals} = await import('../../ui/agent-cli.js')
     const endpoints = parseEndpoints(this.flags.endpoints)
     // On a host there may be no hactl.yaml: with --endpoints it is read only when asked for.
-    const config = endpoints && !this.flags.config ? undefined : await loadAgentConfig(() => this.hactlConfig())
+    const config =
+      endpoints && !this.flags.config ? undefined : await loadAgentConfig(() => this.hactlConfig())
     const stop = stopOnSignals()
     this.onCleanup(() => stop.dispose())
     const {runAnnounceAgent} = await import('../../lib/agent/announce.js')

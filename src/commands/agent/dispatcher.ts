@@ -2,7 +2,8 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
 
 export default class AgentDispatcher extends BaseCommand<typeof AgentDispatcher> {
-  static override summary = "Keep this Kamailio's dispatcher.list in step with the registrations in etcd (long-running)."
+  static override summary =
+    "Keep this Kamailio's dispatcher.list in step with the registrations in etcd (long-running)."
 
   static override description = `Watches the registrations (/asterisk/) and the maintenance marks (/hactl/maintenance/) and renders
 set --set of dispatcher.list from them: one line per box, SETID sip:IP:PORT FLAGS PRIORITY weight=W,
@@ -31,17 +32,31 @@ when the endpoints are given. Logs one line per event to stdout. See docs/agents
       summary: 'The dispatcher.list to keep (default: kamailio.listFile, /etc/kamailio/dispatcher.list).',
       helpValue: 'FILE',
     }),
-    set: Flags.integer({summary: 'Dispatcher set id to render (default: kamailio.setId, 1).', min: 0, max: 2_147_483_647, helpValue: 'ID'}),
+    set: Flags.integer({
+      summary: 'Dispatcher set id to render (default: kamailio.setId, 1).',
+      min: 0,
+      max: 2_147_483_647,
+      helpValue: 'ID',
+    }),
     'reload-command': Flags.string({
-      summary: 'Shell command that reloads the list (default: kamailio.cli + " dispatcher.reload", kamcmd dispatcher.reload).',
+      summary:
+        'Shell command that reloads the list (default: kamailio.cli + " dispatcher.reload", kamcmd dispatcher.reload).',
       helpValue: 'COMMAND',
     }),
-    prefix: Flags.string({summary: 'Registration prefix (default: etcd.prefixes.asterisk, /asterisk/).', helpValue: 'PREFIX'}),
+    prefix: Flags.string({
+      summary: 'Registration prefix (default: etcd.prefixes.asterisk, /asterisk/).',
+      helpValue: 'PREFIX',
+    }),
     'maintenance-prefix': Flags.string({
       summary: 'Maintenance mark prefix (default: etcd.prefixes.maintenance, /hactl/maintenance/).',
       helpValue: 'PREFIX',
     }),
-    resync: Flags.integer({summary: 'Seconds between full re-reads of etcd and the file (0: only on events).', default: 30, min: 0, max: 86_400}),
+    resync: Flags.integer({
+      summary: 'Seconds between full re-reads of etcd and the file (0: only on events).',
+      default: 30,
+      min: 0,
+      max: 86_400,
+    }),
     endpoints: Flags.string({
       summary: 'etcd client URLs, comma-separated (default: from hactl.yaml).',
       env: 'HACTL_ETCD_ENDPOINTS',
@@ -53,7 +68,8 @@ when the endpoints are given. Logs one line per event to stdout. See docs/agents
     const {loadAgentConfig, parseEndpoints, stopOnSignals} = await import('../../ui/agent-cli.js')
     const endpoints = parseEndpoints(this.flags.endpoints)
     // On a host there may be no hactl.yaml: with --endpoints it is read only when asked for.
-    const config = endpoints && !this.flags.config ? undefined : await loadAgentConfig(() => this.hactlConfig())
+    const config =
+      endpoints && !this.flags.config ? undefined : await loadAgentConfig(() => this.hactlConfig())
     const listFile = this.flags['list-file'] ?? config?.kamailio.listFile ?? '/etc/kamailio/dispatcher.list'
     if (!listFile.startsWith('/')) {
       const {UserError} = await import('../../lib/errors.js')
@@ -70,7 +86,8 @@ when the endpoints are given. Logs one line per event to stdout. See docs/agents
       setId: this.flags.set ?? config?.kamailio.setId ?? 1,
       reloadCommand: this.flags['reload-command'] ?? `${config?.kamailio.cli ?? 'kamcmd'} dispatcher.reload`,
       prefix: this.flags.prefix ?? config?.etcd.prefixes.asterisk ?? '/asterisk/',
-      maintenancePrefix: this.flags['maintenance-prefix'] ?? config?.etcd.prefixes.maintenance ?? '/hactl/maintenance/',
+      maintenancePrefix:
+        this.flags['maintenance-prefix'] ?? config?.etcd.prefixes.maintenance ?? '/hactl/maintenance/',
       resyncSeconds: this.flags.resync,
       log: lineLogger((line) => process.stdout.write(line)),
       signal: stop.signal,

@@ -1,48 +1,33 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
-import {parseDuration} from '../../lib/config/schema.js'
 import {InterruptedError, UserError} from '../../lib/errors.js'
 import type {RediscoverPlan, RediscoverResult} from '../../lib/ops/rediscover.js'
 
+/** "90s", "5m", "1h", "500ms", or plain seconds; hactl.yaml's duration syntax (no zod at help time). */
 const duration = Flags.custom<number>({
   parse: async (input: string) => {
-    const v = /^\d+(\.\d+)?$/.test(input) ? `${input}s` : input
-    try {
-      const ms = parseDuration(v)
-      if (ms <= 0) throw new Error('zero')
-      return ms
-    } catch {
-      throw new UserError(`not a duration: ${JSON.stringify(input)} (use e.g. 90s, 5m, 1h)`)
-    }
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(input.trim())
+    const ms = m ? Math.round(Number(m[1]) * ({ms: 1, s: 1000, m: 60_000, h: 3_600_000}[m[2] ?? 's'] ?? 1000)) : Number.NaN
+    if (!(ms > 0)) throw new UserError(`not a duration: ${JSON.stringify(input)} (use e.g. 90s, 5m, 1h)`)
+    return ms
   },
 })
 
 export default class ClusterRediscover extends BaseCommand<typeof ClusterRediscover> {
   static override summary = 'Rebuild the etcd cluster from scratch with a new discovery token.'
 
-  static override description = `For an etcd cluster that has lost its way ("fail on join request: Raft Internal Error",
-members that remember peers they should not). Replaces the "cluster rediscovery" playbook.
+  static override description = `For an etcd cluster that has lost its way ("fail on join request: Raft Internal Error", members that remember peers they should not). Replaces the "cluster rediscovery" playbook.
 
-1. Preflight, read-only: every etcd host must answer over SSH (one round trip each: boot id,
-   etcd unit state, discovery URL, data paths); etcd health if it answers.
-2. The plan is printed; --dry-run stops there. A confirmation is asked (this is destructive)
-   unless --yes; with no terminal and no --yes, the command refuses.
-3. If etcd answers: the cluster lock is taken, and a snapshot plus a JSON dump of the keys
-   without a lease are saved under \${XDG_STATE_HOME:-~/.local/state}/hactl/backups/.
-4. A new token: GET <service>/new?size=N (--discovery-service, default etcd.discovery.service;
-   a service URL with a /v2/keys path is an etcd v2 backend: PUT <token>/_config/size), or
-   --discovery URL. A URL this cluster has used is refused.
-5. On every etcd host at once: kill etcd (its data is removed next, so a graceful stop only
-   waits for a leadership transfer that cannot happen), remove etcd.wipe under etcd.dataDir,
-   write the new URL into etcd.discovery.file, reboot.
-6. Wait for each host to answer with a new boot id and etcd active, then for N healthy members
-   with a leader; put the saved keys back (unless --no-restore).
+1. Preflight, read-only: every etcd host must answer over SSH (one round trip each: boot id, etcd unit state, discovery URL, data paths); etcd health if it answers.
+2. The plan is printed; --dry-run stops there. A confirmation is asked (this is destructive) unless --yes; with no terminal and no --yes, the command refuses.
+3. If etcd answers: the cluster lock is taken, and a snapshot plus a JSON dump of the keys without a lease are saved under \${XDG_STATE_HOME:-~/.local/state}/hactl/backups/. If it does not, there is no lock and no backup (the plan says so).
+4. A new token: GET <service>/new?size=N (--discovery-service, default etcd.discovery.service; a URL with a /v2/keys path is an etcd v2 backend: PUT <token>/_config/size), or --discovery URL. A URL this cluster has used is refused.
+5. On every etcd host at once, one SSH session each: kill etcd (its data is removed next, so a graceful stop would only wait for a leadership transfer that cannot happen), remove etcd.wipe under etcd.dataDir, write the new URL into etcd.discovery.file, reboot.
+6. Wait for each host to answer with a new boot id, etcd active and the new URL in its file, then for N healthy members with a leader; put the saved keys back (unless --no-restore).
 
-Ctrl-C before step 5 changes nothing. If it stops after that, it says what state each host is
-in; running it again completes the rediscovery (with a new token; etcd may be down).
+Ctrl-C before step 5 changes nothing. If the run stops after that, it says what state each host is in; running it again completes the rediscovery (with a new token; etcd may be down, and the keys saved by the unfinished run are put back).
 
-Exit status: 0 done; 1 failed (nothing changed before step 5, else see the host states);
-2 usage or config error, or no confirmation possible; 130 interrupted.`
+Exit status: 0 done; 1 failed (before step 5 nothing was changed; after it, see the host states); 2 usage or config error, or no confirmation possible; 130 interrupted.`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --dry-run',
@@ -71,8 +56,18 @@ Exit status: 0 done; 1 failed (nothing changed before step 5, else see the host 
       default: true,
     }),
     'dry-run': Flags.boolean({summary: 'Show the plan and stop; changes nothing.'}),
-    'reboot-timeout': duration({summary: 'How long to wait for each host to come back with a new boot id and etcd active.', default: 10 * 60_000, helpValue: 'DURATION'}),
-    'health-timeout': duration({summary: 'How long to wait for N healthy members with a leader after the hosts are back.', default: 5 * 60_000, helpValue: 'DURATION'}),
+    'reboot-timeout': duration({
+      summary: 'How long to wait for each host to come back with a new boot id and etcd active (e.g. 90s, 10m).',
+      default: 10 * 60_000,
+      defaultHelp: async () => '10m',
+      helpValue: 'DURATION',
+    }),
+    'health-timeout': duration({
+      summary: 'How long to wait for N healthy members with a leader once the hosts are back.',
+      default: 5 * 60_000,
+      defaultHelp: async () => '5m',
+      helpValue: 'DURATION',
+    }),
   }
 
   public async run(): Promise<RediscoverResult> {

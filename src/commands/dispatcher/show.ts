@@ -4,7 +4,8 @@ import {UserError} from '../../lib/errors.js'
 import type {DispatcherShowResult} from '../../lib/ops/dispatcher-show.js'
 
 export default class DispatcherShow extends BaseCommand<typeof DispatcherShow> {
-  static override summary = "Show each Kamailio's dispatcher destinations side by side, marking disagreements."
+  static override summary =
+    "Show each Kamailio's dispatcher destinations side by side, marking disagreements."
 
   static override description = `Asks every Kamailio host (kamcmd dispatcher.list, one SSH round trip each, in parallel) and
 prints one row per destination: each host's flags (AP active/probing, IP inactive, TP trying, DX
@@ -22,7 +23,10 @@ Exit status: 0 all hosts agree; 1 they disagree or a host cannot be asked; 2 usa
   static override strict = false
 
   static override args = {
-    nodes: Args.string({description: 'Kamailio hosts to ask (default: every node with the kamailio role).', required: false}),
+    nodes: Args.string({
+      description: 'Kamailio hosts to ask (default: every node with the kamailio role).',
+      required: false,
+    }),
   }
 
   static override flags = {
@@ -35,11 +39,16 @@ Exit status: 0 all hosts agree; 1 they disagree or a host cannot be asked; 2 usa
     const nodes = this.positionals.length > 0 ? selectNodes(config, this.positionals) : undefined
     const notKam = nodes?.filter((n) => !n.roles.includes('kamailio')) ?? []
     if (notKam.length > 0) {
-      throw new UserError(`not a Kamailio host: ${notKam.map((n) => n.name).join(', ')}`, [`name Kamailio hosts, or the role: ${this.config.bin} dispatcher show kamailio`])
+      throw new UserError(`not a Kamailio host: ${notKam.map((n) => n.name).join(', ')}`, [
+        `name Kamailio hosts, or the role: ${this.config.bin} dispatcher show kamailio`,
+      ])
     }
     const pool = await this.sshPool()
     const {showDispatchers} = await import('../../lib/ops/dispatcher-show.js')
-    const result = await showDispatchers(config, pool, {...(nodes ? {nodes} : {}), ...(this.flags.set === undefined ? {} : {setId: this.flags.set})})
+    const result = await showDispatchers(config, pool, {
+      ...(nodes ? {nodes} : {}),
+      ...(this.flags.set === undefined ? {} : {setId: this.flags.set}),
+    })
     if (!this.jsonEnabled()) {
       const {renderShow} = await import('../../ui/dispatcher-view.js')
       process.stdout.write(await renderShow(result, {color: this.flags.color && !process.env.NO_COLOR}))

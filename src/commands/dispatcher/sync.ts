@@ -4,7 +4,7 @@ import {UserError} from '../../lib/errors.js'
 import type {DispatcherSyncPlan, DispatcherSyncResult} from '../../lib/ops/dispatcher-sync.js'
 
 export default class DispatcherSync extends BaseCommand<typeof DispatcherSync> {
-  static override summary = "Render dispatcher.list from etcd and push it to every Kamailio over SSH."
+  static override summary = 'Render dispatcher.list from etcd and push it to every Kamailio over SSH.'
 
   static override description = `Does what the dispatcher agent (hactl agent dispatcher) does, once, from here: reads the
 registrations and maintenance marks from etcd and renders set kamailio.setId of dispatcher.list
@@ -28,7 +28,10 @@ confirmation possible; 3 some hosts failed.`
   static override strict = false
 
   static override args = {
-    nodes: Args.string({description: 'Kamailio hosts to sync (default: every node with the kamailio role).', required: false}),
+    nodes: Args.string({
+      description: 'Kamailio hosts to sync (default: every node with the kamailio role).',
+      required: false,
+    }),
   }
 
   static override flags = {
@@ -41,7 +44,9 @@ confirmation possible; 3 some hosts failed.`
     const nodes = this.positionals.length > 0 ? selectNodes(config, this.positionals) : undefined
     const notKam = nodes?.filter((n) => !n.roles.includes('kamailio')) ?? []
     if (notKam.length > 0) {
-      throw new UserError(`not a Kamailio host: ${notKam.map((n) => n.name).join(', ')}`, [`name Kamailio hosts, or the role: ${this.config.bin} dispatcher sync kamailio`])
+      throw new UserError(`not a Kamailio host: ${notKam.map((n) => n.name).join(', ')}`, [
+        `name Kamailio hosts, or the role: ${this.config.bin} dispatcher sync kamailio`,
+      ])
     }
     const pool = await this.sshPool()
     const ops = await import('../../lib/ops/dispatcher-sync.js')
@@ -51,7 +56,11 @@ confirmation possible; 3 some hosts failed.`
     const color = this.flags.color && !process.env.NO_COLOR
     const hosts = (nodes ?? config.nodes.filter((n) => n.roles.includes('kamailio'))).map((n) => n.name)
 
-    const plan = await withHostProgress(hosts, (progress) => ops.planDispatcherSync(config, pool, {...(nodes ? {nodes} : {}), progress}), {enabled: !json})
+    const plan = await withHostProgress(
+      hosts,
+      (progress) => ops.planDispatcherSync(config, pool, {...(nodes ? {nodes} : {}), progress}),
+      {enabled: !json},
+    )
     if (!json) process.stdout.write(`${await view.renderSyncPlan(plan, {color})}\n`)
 
     let result: DispatcherSyncResult
@@ -60,14 +69,21 @@ confirmation possible; 3 some hosts failed.`
       result = ops.dryRunResult(plan)
       if (!this.flags['dry-run']) result.dryRun = false
     } else {
-      await this.confirm(plan, todo.map((h) => h.node))
+      await this.confirm(
+        plan,
+        todo.map((h) => h.node),
+      )
       const controller = new AbortController()
       const onSignal = () => controller.abort()
       process.once('SIGINT', onSignal)
       this.onCleanup(() => {
         process.removeListener('SIGINT', onSignal)
       })
-      result = await withHostProgress(todo.map((h) => h.node), (progress) => ops.applyDispatcherSync(config, pool, plan, {progress, signal: controller.signal}), {enabled: !json})
+      result = await withHostProgress(
+        todo.map((h) => h.node),
+        (progress) => ops.applyDispatcherSync(config, pool, plan, {progress, signal: controller.signal}),
+        {enabled: !json},
+      )
     }
     if (!json) process.stdout.write(await view.renderSyncSummary(result, {color}))
     const error = ops.syncOutcomeError(result)
@@ -82,13 +98,22 @@ confirmation possible; 3 some hosts failed.`
   private async confirm(plan: DispatcherSyncPlan, names: string[]): Promise<void> {
     if (this.flags.yes) return
     if (!this.interactive) {
-      throw new UserError(`refusing to change dispatcher.list on ${names.join(', ')} without a confirmation, and there is no terminal to ask (or --json is set)`, [
-        `confirm on the command line: ${this.config.bin} dispatcher sync --yes`,
-        `see the diffs only: ${this.config.bin} dispatcher sync --dry-run`,
-      ])
+      throw new UserError(
+        `refusing to change dispatcher.list on ${names.join(', ')} without a confirmation, and there is no terminal to ask (or --json is set)`,
+        [
+          `confirm on the command line: ${this.config.bin} dispatcher sync --yes`,
+          `see the diffs only: ${this.config.bin} dispatcher sync --dry-run`,
+        ],
+      )
     }
     const {confirm} = await import('@inquirer/prompts')
-    const ok = await confirm({message: `Write and reload dispatcher.list (set ${plan.setId}) on ${names.join(', ')}?`, default: false}, {output: process.stderr})
+    const ok = await confirm(
+      {
+        message: `Write and reload dispatcher.list (set ${plan.setId}) on ${names.join(', ')}?`,
+        default: false,
+      },
+      {output: process.stderr},
+    )
     if (!ok) throw new UserError('not confirmed: nothing was changed')
   }
 }

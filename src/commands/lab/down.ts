@@ -21,7 +21,10 @@ a lab that is not there is nothing to do (exit 0).`
 
   public async run(): Promise<LabDownResult> {
     const {labDown} = await import('../../lib/lab/down.js')
-    const result = await labDown({name: this.flags.name})
+    const result = await labDown({
+      name: this.flags.name,
+      log: this.flags.verbose ? (line) => process.stderr.write(`${line}\n`) : undefined,
+    })
     if (!this.jsonEnabled()) {
       this.log(
         result.found

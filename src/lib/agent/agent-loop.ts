@@ -73,7 +73,13 @@ export function classifyReload(answer: ReloadAnswer): {kind: ReloadClass; messag
 }
 
 function oneLine(text: string): string {
-  return text.trim().split('\n').map((l) => l.trim()).filter(Boolean).join(' | ').slice(0, 300)
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(' | ')
+    .slice(0, 300)
 }
 
 const isSetLine = (line: string): boolean => /^\s*\d+\s+\S/.test(line)
@@ -103,7 +109,11 @@ function destinations(text: string | undefined, setId: number): Map<string, stri
 }
 
 /** `+sip:a -sip:b ~sip:c` between two versions of one set, for the log line. */
-export function describeChange(before: string | undefined, after: string, setId: number): {count: number; summary: string} {
+export function describeChange(
+  before: string | undefined,
+  after: string,
+  setId: number,
+): {count: number; summary: string} {
   const a = destinations(before, setId)
   const b = destinations(after, setId)
   const parts: string[] = []
@@ -218,7 +228,8 @@ export class DispatcherLoop {
     } catch (error) {
       // Never write from a failed read: an unreachable etcd is not an empty cluster.
       const text = errorText(error)
-      if (text !== this.lastSyncError) this.deps.log('etcd-error', `${text}; keeping ${this.opts.listFile} as it is, retrying`)
+      if (text !== this.lastSyncError)
+        this.deps.log('etcd-error', `${text}; keeping ${this.opts.listFile} as it is, retrying`)
       this.lastSyncError = text
       return 'failed'
     }
@@ -235,13 +246,17 @@ export class DispatcherLoop {
     }
     this.stats.writes += 1
     const change = describeChange(current, wanted, this.opts.setId)
-    this.deps.log('wrote', `${this.opts.listFile} set ${this.opts.setId}: ${change.count} destination(s)${change.summary ? ` ${change.summary}` : ''}`)
+    this.deps.log(
+      'wrote',
+      `${this.opts.listFile} set ${this.opts.setId}: ${change.count} destination(s)${change.summary ? ` ${change.summary}` : ''}`,
+    )
     if (!this.stopped) this.reloader.request()
     return 'written'
   }
 
   private onReloadEvent(e: ReloadEvent, said: string): void {
-    const retry = (at: number | undefined) => (at === undefined ? '' : `; retrying in ${Math.max(0, at - e.at)} ms`)
+    const retry = (at: number | undefined) =>
+      at === undefined ? '' : `; retrying in ${Math.max(0, at - e.at)} ms`
     switch (e.type) {
       case 'reloaded':
         this.stats.reloads += 1
@@ -257,7 +272,10 @@ export class DispatcherLoop {
         this.deps.log('reload-failed', `${errorText(e.error)}${retry(e.retryAt)}`)
         break
       case 'gave-up':
-        this.deps.log('reload-gave-up', `after ${e.attempts} attempts; ${this.opts.listFile} is written, Kamailio loads it when it (re)starts or on the next change`)
+        this.deps.log(
+          'reload-gave-up',
+          `after ${e.attempts} attempts; ${this.opts.listFile} is written, Kamailio loads it when it (re)starts or on the next change`,
+        )
         break
     }
   }

@@ -47,7 +47,9 @@ export function agentConfig(endpoints: string[]): HactlConfig {
   const etcd = etcdSchema.safeParse({endpoints})
   if (!etcd.success) {
     const bad = endpoints.find((e) => !/^https?:\/\/[^\s/]+(\/)?$/.test(e)) ?? endpoints.join(',')
-    throw new ConfigError(`not an etcd client URL: ${JSON.stringify(bad)}`, {suggestions: ['pass --endpoints http://10.0.0.21:2379,http://10.0.0.22:2379']})
+    throw new ConfigError(`not an etcd client URL: ${JSON.stringify(bad)}`, {
+      suggestions: ['pass --endpoints http://10.0.0.21:2379,http://10.0.0.22:2379'],
+    })
   }
   return {
     cluster: 'agent',
@@ -66,7 +68,9 @@ export async function openAgentEtcd(opts: AgentEtcdOptions): Promise<EtcdHandle>
   const {openEtcd} = await import('../etcd/client.js')
   const endpoints = opts.endpoints && opts.endpoints.length > 0 ? opts.endpoints : undefined
   if (!opts.config && !endpoints) {
-    throw new ConfigError('no etcd endpoints: pass --endpoints (or HACTL_ETCD_ENDPOINTS), or a hactl.yaml with --config')
+    throw new ConfigError(
+      'no etcd endpoints: pass --endpoints (or HACTL_ETCD_ENDPOINTS), or a hactl.yaml with --config',
+    )
   }
   const config = opts.config ?? agentConfig(endpoints ?? [])
   if (config.etcd.via === 'ssh' && !endpoints) {
@@ -75,12 +79,16 @@ export async function openAgentEtcd(opts: AgentEtcdOptions): Promise<EtcdHandle>
       suggestions: ['pass --endpoints http://ETCD-HOST:2379 (or set HACTL_ETCD_ENDPOINTS)'],
     })
   }
-  const direct: HactlConfig = config.etcd.via === 'ssh' ? {...config, etcd: {...config.etcd, via: 'direct'}} : config
+  const direct: HactlConfig =
+    config.etcd.via === 'ssh' ? {...config, etcd: {...config.etcd, via: 'direct'}} : config
   return openEtcd(direct, endpoints ? {endpoints} : {})
 }
 
 /** The agent's log line for one registration event. */
-export function announceLogLine(e: AnnounceEvent, box: {name: string; ip: string; port: number}): [event: string, detail: string] {
+export function announceLogLine(
+  e: AnnounceEvent,
+  box: {name: string; ip: string; port: number},
+): [event: string, detail: string] {
   const who = `${box.name} ${box.ip.includes(':') ? `[${box.ip}]` : box.ip}:${box.port}`
   switch (e.type) {
     case 'registered':
@@ -94,7 +102,9 @@ export function announceLogLine(e: AnnounceEvent, box: {name: string; ip: string
     case 'retry':
       return ['register-failed', `${who}: ${e.error}; retrying in ${e.inMs} ms`]
     case 'stopped':
-      return e.revoked ? ['revoked', `${who}: lease revoked, left the rotation`] : ['stopped', `${who}: ${e.message}`]
+      return e.revoked
+        ? ['revoked', `${who}: lease revoked, left the rotation`]
+        : ['stopped', `${who}: ${e.message}`]
     default:
       return ['event', (e as {message?: string}).message ?? '']
   }
@@ -114,7 +124,10 @@ export async function runAnnounceAgent(opts: AnnounceAgentOptions): Promise<Anno
   const handle = await openAgentEtcd(opts)
   let revoked = false
   try {
-    opts.log('starting', `announce ${opts.name} ${opts.ip}:${port}${opts.weight === undefined ? '' : ` weight ${opts.weight}`} ttl ${ttl}s under ${prefix} via ${handle.endpoints.join(',')}`)
+    opts.log(
+      'starting',
+      `announce ${opts.name} ${opts.ip}:${port}${opts.weight === undefined ? '' : ` weight ${opts.weight}`} ttl ${ttl}s under ${prefix} via ${handle.endpoints.join(',')}`,
+    )
     let first = true
     const a = announce(handle, {
       prefix,

@@ -41,10 +41,18 @@ export function describeSnapshot(snap: Pick<RegistrationSnapshot, 'registrations
 }
 
 /** Render our set from one snapshot (the registrations' parsed fields, the marks as they are). */
-export async function renderSnapshot(snap: Pick<RegistrationSnapshot, 'registrations' | 'marks'>, setId: number): Promise<RenderedDispatcherList> {
+export async function renderSnapshot(
+  snap: Pick<RegistrationSnapshot, 'registrations' | 'marks'>,
+  setId: number,
+): Promise<RenderedDispatcherList> {
   const {renderDispatcherList} = await import('../dispatcher/render.js')
   return renderDispatcherList(
-    snap.registrations.map((r) => ({name: r.name, ip: r.ip, port: r.port, ...(r.weight === undefined ? {} : {weight: r.weight})})),
+    snap.registrations.map((r) => ({
+      name: r.name,
+      ip: r.ip,
+      port: r.port,
+      ...(r.weight === undefined ? {} : {weight: r.weight}),
+    })),
     [...snap.marks],
     {setId},
   )
@@ -54,7 +62,10 @@ export async function renderSnapshot(snap: Pick<RegistrationSnapshot, 'registrat
  * Run the agent until `signal` aborts. Resolves after the watch is cancelled and a render in
  * progress has finished; a reload not yet started is dropped (Kamailio reads the file when it starts).
  */
-export async function runDispatcherAgent(opts: DispatcherAgentOptions, io?: DispatcherAgentIo): Promise<void> {
+export async function runDispatcherAgent(
+  opts: DispatcherAgentOptions,
+  io?: DispatcherAgentIo,
+): Promise<void> {
   const local = io ?? (await defaultIo())
   const {watchRegistrations} = await import('../etcd/registrations.js')
   if (opts.signal.aborted) return
@@ -69,7 +80,9 @@ export async function runDispatcherAgent(opts: DispatcherAgentOptions, io?: Disp
       async wanted() {
         if (!snapshot) throw new Error('no registrations read yet')
         const rendered = await renderSnapshot(snapshot, opts.setId)
-        const invalid = [...snapshot.registrations.invalid, ...snapshot.marks.invalid].map((i) => `ignored ${i.key}: ${i.error}`)
+        const invalid = [...snapshot.registrations.invalid, ...snapshot.marks.invalid].map(
+          (i) => `ignored ${i.key}: ${i.error}`,
+        )
         const warnings = new Set([...rendered.warnings, ...invalid])
         // Warnings repeat on every render: log each when it appears, not every time.
         for (const w of warnings) if (!lastWarnings.has(w)) log('warning', w)
@@ -81,7 +94,10 @@ export async function runDispatcherAgent(opts: DispatcherAgentOptions, io?: Disp
         const r = await local.writeFile(opts.listFile, text)
         if (!r.atomic && !warnedNotAtomic) {
           warnedNotAtomic = true
-          log('warning', `${opts.listFile} is a mount point and cannot be renamed over: rewriting it in place (mount its directory instead)`)
+          log(
+            'warning',
+            `${opts.listFile} is a mount point and cannot be renamed over: rewriting it in place (mount its directory instead)`,
+          )
         }
       },
       reload: () => local.run(opts.reloadCommand),
@@ -96,7 +112,10 @@ export async function runDispatcherAgent(opts: DispatcherAgentOptions, io?: Disp
     },
   )
 
-  log('starting', `dispatcher set ${opts.setId} -> ${opts.listFile} from ${opts.prefix} and ${opts.maintenancePrefix} via ${handle.endpoints.join(',')}; reload: ${opts.reloadCommand}`)
+  log(
+    'starting',
+    `dispatcher set ${opts.setId} -> ${opts.listFile} from ${opts.prefix} and ${opts.maintenancePrefix} via ${handle.endpoints.join(',')}; reload: ${opts.reloadCommand}`,
+  )
   let started = false
   let resync: NodeJS.Timeout | undefined
   try {

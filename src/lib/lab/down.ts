@@ -11,7 +11,7 @@ import {
   listLinks,
   listNetns,
   mountsUnder,
-  netnsPids,
+  pidsInNetns,
   pidAlive,
   pidsMentioning,
   run,
@@ -50,9 +50,11 @@ export async function labDown(opts: {name: string; log?: (line: string) => void}
   ]
   const existingNs = new Set(await listNetns())
 
+  const t0 = Date.now()
+  const step = (what: string) => opts.log?.(`${what} (${Date.now() - t0} ms)`)
   // 1. Processes: whatever runs in the lab's namespaces, plus strays that still name its directory.
   const pids = new Set<number>()
-  for (const ns of namespaces) if (existingNs.has(ns)) for (const pid of await netnsPids(ns)) pids.add(pid)
+  for (const pid of pidsInNetns(namespaces.filter((ns) => existingNs.has(ns)))) pids.add(pid)
   for (const pid of pidsMentioning(dir)) pids.add(pid)
   pids.delete(process.pid)
   let killed = 0
@@ -69,6 +71,7 @@ export async function labDown(opts: {name: string; log?: (line: string) => void}
   if (survivors.length > 0)
     throw new HactlError(`lab ${name}: processes ${survivors.join(', ')} did not die after SIGKILL`)
 
+  step(`killed ${killed} processes`)
   // 2. Namespaces, then links (a namespace takes its end of each veth with it).
   const gone: string[] = []
   const nsToDelete = namespaces.filter((ns) => existingNs.has(ns))
@@ -91,6 +94,7 @@ export async function labDown(opts: {name: string; log?: (line: string) => void}
   }
   if (await linkExists(bridge)) throw new HactlError(`lab ${name}: cannot delete the bridge ${bridge}`)
 
+  step(`removed ${gone.length} namespaces and ${links.length} links`)
   // 3. Mounts under the lab's directory in this namespace (none, normally: hosts mount privately).
   for (const mp of mountsUnder(dir).reverse()) await run('umount', ['-l', mp])
 
@@ -98,6 +102,7 @@ export async function labDown(opts: {name: string; log?: (line: string) => void}
   const hadDir = existsSync(dir)
   if (hadDir) rmSync(dir, {recursive: true, force: true})
 
+  step('removed the files')
   // 5. Mount points made for the hosts, once no lab is left to use them.
   const removedPlaceholders: string[] = []
   if (otherLabs().length === 0) {
@@ -119,9 +124,6 @@ export async function labDown(opts: {name: string; log?: (line: string) => void}
       // not there
     }
   }
-  opts.log?.(
-    `lab ${name}: killed ${killed} processes, removed ${gone.length} namespaces and ${links.length} links`,
-  )
   return {
     name,
     found: Boolean(state) || gone.length > 0 || links.length > 0 || hadDir || killed > 0,

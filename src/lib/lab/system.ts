@@ -1,5 +1,5 @@
 import {spawn} from 'node:child_process'
-import {existsSync, readdirSync, readFileSync, readlinkSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, readlinkSync, statSync} from 'node:fs'
 import net from 'node:net'
 import {HactlError, UserError} from '../errors.js'
 
@@ -131,6 +131,31 @@ export async function listLinks(): Promise<string[]> {
     .split('\n')
     .map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1] ?? '')
     .filter(Boolean)
+}
+
+/**
+ * Every process in any of these named network namespaces, in one pass over /proc (`ip netns pids`
+ * does that pass once per namespace, which takes seconds for a big lab).
+ */
+export function pidsInNetns(namespaces: string[]): number[] {
+  const inodes = new Set<string>()
+  for (const ns of namespaces) {
+    try {
+      inodes.add(`net:[${statSync(`/run/netns/${ns}`).ino}]`)
+    } catch {
+      // not there
+    }
+  }
+  if (inodes.size === 0) return []
+  const pids: number[] = []
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue
+    const pid = Number(e)
+    if (pid === process.pid) continue
+    const ns = netnsOf(pid)
+    if (ns && inodes.has(ns)) pids.push(pid)
+  }
+  return pids
 }
 
 export async function netnsPids(ns: string): Promise<number[]> {

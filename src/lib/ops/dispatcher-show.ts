@@ -63,7 +63,12 @@ export function compareDispatcherViews(
           rowsByKey.set(key, row)
         }
         const weight = typeof t.attrs.weight === 'number' ? t.attrs.weight : undefined
-        row.views[kam] = {flags: t.flags, state: t.state, priority: t.priority, ...(weight === undefined ? {} : {weight})}
+        row.views[kam] = {
+          flags: t.flags,
+          state: t.state,
+          priority: t.priority,
+          ...(weight === undefined ? {} : {weight}),
+        }
       }
     }
   }
@@ -76,7 +81,8 @@ export function compareDispatcherViews(
     const present = views.filter((e): e is readonly [string, DestinationCell] => e[1] !== null)
     for (const field of ['flags', 'priority', 'weight'] as const) {
       const values = new Set(present.map(([, v]) => String(v[field] ?? '-')))
-      if (values.size > 1) row.differences.push(`${field}: ${present.map(([k, v]) => `${k} ${v[field] ?? '-'}`).join(', ')}`)
+      if (values.size > 1)
+        row.differences.push(`${field}: ${present.map(([k, v]) => `${k} ${v[field] ?? '-'}`).join(', ')}`)
     }
     row.agree = row.differences.length === 0
   }
@@ -92,7 +98,9 @@ export async function showDispatchers(
 ): Promise<DispatcherShowResult> {
   const nodes = opts.nodes ?? config.nodes.filter((n) => n.roles.includes('kamailio'))
   if (nodes.length === 0) {
-    throw new HactlError('no Kamailio nodes: no node in hactl.yaml has the kamailio role', {suggestions: ['add roles: [kamailio] to the Kamailio hosts in hactl.yaml']})
+    throw new HactlError('no Kamailio nodes: no node in hactl.yaml has the kamailio role', {
+      suggestions: ['add roles: [kamailio] to the Kamailio hosts in hactl.yaml'],
+    })
   }
   const {parseDispatcherList} = await import('../facts/kamailio.js')
   const hosts: DispatcherShowHost[] = []
@@ -100,13 +108,20 @@ export async function showDispatchers(
   await Promise.all(
     nodes.map(async (node) => {
       try {
-        const r = await pool.run(node, `( ${config.kamailio.cli} dispatcher.list ) </dev/null 2>&1`, {check: false})
+        const r = await pool.run(node, `( ${config.kamailio.cli} dispatcher.list ) </dev/null 2>&1`, {
+          check: false,
+        })
         lists.set(node.name, parseDispatcherList(r.stdout))
         hosts.push({name: node.name, host: node.host, ok: true})
       } catch (error) {
         lists.set(node.name, null)
         const kind = error instanceof HostError ? error.kind : 'dispatcher-list-failed'
-        hosts.push({name: node.name, host: node.host, ok: false, error: {kind, message: (error as Error).message.split('\n')[0] ?? ''}})
+        hosts.push({
+          name: node.name,
+          host: node.host,
+          ok: false,
+          error: {kind, message: (error as Error).message.split('\n')[0] ?? ''},
+        })
       }
     }),
   )
@@ -114,7 +129,10 @@ export async function showDispatchers(
   const order = new Map(nodes.map((n, i) => [n.name, i]))
   hosts.sort((a, b) => (order.get(a.name) ?? 0) - (order.get(b.name) ?? 0))
   const ordered = new Map(hosts.map((h) => [h.name, lists.get(h.name) ?? null]))
-  const cmp = compareDispatcherViews(ordered, {...(opts.setId === undefined ? {} : {setId: opts.setId}), nodes: config.nodes})
+  const cmp = compareDispatcherViews(ordered, {
+    ...(opts.setId === undefined ? {} : {setId: opts.setId}),
+    nodes: config.nodes,
+  })
   return {hosts, ...cmp}
 }
 

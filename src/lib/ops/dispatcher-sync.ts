@@ -114,7 +114,12 @@ export function parseReadScript(stdout: string): HostFacts {
   if (fileAt === -1 || listAt === -1 || rcAt === -1) throw new Error('the read script was cut short')
   const exists = lines[fileAt] === `${MARK}file present`
   const file = exists ? Buffer.from((lines[fileAt + 1] ?? '').trim(), 'base64').toString('utf8') : ''
-  return {exists, file, list: lines.slice(listAt + 1, rcAt).join('\n'), listCode: Number(lines[rcAt]!.slice(`${MARK}rc `.length))}
+  return {
+    exists,
+    file,
+    list: lines.slice(listAt + 1, rcAt).join('\n'),
+    listCode: Number(lines[rcAt]!.slice(`${MARK}rc `.length)),
+  }
 }
 
 /**
@@ -175,7 +180,10 @@ export function parseReloadScript(stdout: string): ReloadFacts {
  * maintenance is not a difference: someone disabled it on purpose (`dispatcher.set_state d`), and a
  * reload would undo that.
  */
-export function runtimeDifferences(targets: readonly DispatcherTarget[], wanted: readonly WantedDestination[]): string[] {
+export function runtimeDifferences(
+  targets: readonly DispatcherTarget[],
+  wanted: readonly WantedDestination[],
+): string[] {
   const key = (host: string, port: number) => `${host.replace(/^\[(.*)\]$/, '$1').toLowerCase()}:${port}`
   const have = new Map(targets.map((t) => [key(t.host, t.port), t]))
   const want = new Map(wanted.map((w) => [key(w.host, w.port), w]))
@@ -187,22 +195,34 @@ export function runtimeDifferences(targets: readonly DispatcherTarget[], wanted:
       continue
     }
     const weight = typeof t.attrs.weight === 'number' ? t.attrs.weight : Number(t.attrs.weight ?? 0)
-    if (weight !== w.weight) out.push(`${w.uri} (${w.name}) has weight ${weight || 'none'}, wanted ${w.weight}`)
-    if (w.disabled && t.state !== 'disabled') out.push(`${w.uri} (${w.name}) is ${t.flags}, wanted disabled (in maintenance)`)
+    if (weight !== w.weight)
+      out.push(`${w.uri} (${w.name}) has weight ${weight || 'none'}, wanted ${w.weight}`)
+    if (w.disabled && t.state !== 'disabled')
+      out.push(`${w.uri} (${w.name}) is ${t.flags}, wanted disabled (in maintenance)`)
   }
   for (const [k, t] of have) if (!want.has(k)) out.push(`${t.uri} is not registered`)
   return out
 }
 
-function targetsOfSet(listText: string, setId: number, parse: (t: string) => {sets: {id: number; targets: DispatcherTarget[]}[]}): DispatcherTarget[] {
+function targetsOfSet(
+  listText: string,
+  setId: number,
+  parse: (t: string) => {sets: {id: number; targets: DispatcherTarget[]}[]},
+): DispatcherTarget[] {
   return parse(listText).sets.find((s) => s.id === setId)?.targets ?? []
 }
 
 /** Read the registrations and every Kamailio host; work out what each needs. Changes nothing. */
-export async function planDispatcherSync(config: HactlConfig, pool: SshPool, opts: DispatcherSyncOptions = {}): Promise<DispatcherSyncPlan> {
+export async function planDispatcherSync(
+  config: HactlConfig,
+  pool: SshPool,
+  opts: DispatcherSyncOptions = {},
+): Promise<DispatcherSyncPlan> {
   const nodes = opts.nodes ?? config.nodes.filter((n) => n.roles.includes('kamailio'))
   if (nodes.length === 0) {
-    throw new HactlError('no Kamailio nodes: no node in hactl.yaml has the kamailio role', {suggestions: ['add roles: [kamailio] to the Kamailio hosts in hactl.yaml']})
+    throw new HactlError('no Kamailio nodes: no node in hactl.yaml has the kamailio role', {
+      suggestions: ['add roles: [kamailio] to the Kamailio hosts in hactl.yaml'],
+    })
   }
   const [{mergeOtherSets}, {diffLines}, {parseDispatcherList}] = await Promise.all([
     import('../agent/agent-loop.js'),
@@ -223,17 +243,39 @@ export async function planDispatcherSync(config: HactlConfig, pool: SshPool, opt
         const facts = parseReadScript(r.stdout)
         const current = facts.file
         const wanted = mergeOtherSets(facts.exists ? current : undefined, rendered.text, setId)
-        const diff = diffLines(facts.exists ? current : '', wanted, {oldLabel: `${node.name}:${config.kamailio.listFile}`, newLabel: 'rendered from etcd'})
+        const diff = diffLines(facts.exists ? current : '', wanted, {
+          oldLabel: `${node.name}:${config.kamailio.listFile}`,
+          newLabel: 'rendered from etcd',
+        })
         const fileDiffers = !facts.exists || current !== wanted
         let differences: string[]
         try {
-          differences = runtimeDifferences(targetsOfSet(facts.list, setId, parseDispatcherList), rendered.destinations)
+          differences = runtimeDifferences(
+            targetsOfSet(facts.list, setId, parseDispatcherList),
+            rendered.destinations,
+          )
         } catch (error) {
           differences = [`cannot read the runtime list: ${(error as Error).message.split('\n')[0] ?? ''}`]
         }
         const action: SyncAction = fileDiffers ? 'write' : differences.length > 0 ? 'reload' : 'none'
-        opts.progress?.succeed(node.name, action === 'none' ? 'in step' : action === 'write' ? 'file differs' : 'runtime differs from the file')
-        return {...base, ok: true, exists: facts.exists, current, wanted, diff: fileDiffers && diff === '' ? '(whitespace or line endings only)\n' : diff, runtimeDifferences: differences, action}
+        opts.progress?.succeed(
+          node.name,
+          action === 'none'
+            ? 'in step'
+            : action === 'write'
+              ? 'file differs'
+              : 'runtime differs from the file',
+        )
+        return {
+          ...base,
+          ok: true,
+          exists: facts.exists,
+          current,
+          wanted,
+          diff: fileDiffers && diff === '' ? '(whitespace or line endings only)\n' : diff,
+          runtimeDifferences: differences,
+          action,
+        }
       } catch (error) {
         opts.progress?.fail(node.name, (error as Error).message.split('\n')[0])
         return {...base, ok: false, error: errorInfo(error), action: 'none'}
@@ -243,18 +285,29 @@ export async function planDispatcherSync(config: HactlConfig, pool: SshPool, opt
   return {setId, prefixes, destinations: rendered.destinations, warnings: rendered.warnings, hosts}
 }
 
-async function readAndRender(config: HactlConfig, pool: SshPool, setId: number): Promise<{text: string; destinations: WantedDestination[]; warnings: string[]}> {
+async function readAndRender(
+  config: HactlConfig,
+  pool: SshPool,
+  setId: number,
+): Promise<{text: string; destinations: WantedDestination[]; warnings: string[]}> {
   const {openEtcd} = await import('../etcd/client.js')
   const {readRegistrationSnapshot} = await import('../etcd/registrations.js')
   const {renderSnapshot} = await import('../agent/dispatcher-agent.js')
   const etcdNode = config.nodes.find((n) => n.roles.includes('etcd'))
   const handle = await openEtcd(config, {
-    ...(config.etcd.via === 'ssh' && etcdNode ? {tunnel: (h: string, p: number) => pool.forwardOut(etcdNode, h, p)} : {}),
+    ...(config.etcd.via === 'ssh' && etcdNode
+      ? {tunnel: (h: string, p: number) => pool.forwardOut(etcdNode, h, p)}
+      : {}),
   })
   try {
-    const snap = await readRegistrationSnapshot(handle, [config.etcd.prefixes.asterisk, config.etcd.prefixes.maintenance])
+    const snap = await readRegistrationSnapshot(handle, [
+      config.etcd.prefixes.asterisk,
+      config.etcd.prefixes.maintenance,
+    ])
     const rendered = await renderSnapshot(snap, setId)
-    const invalid = [...snap.registrations.invalid, ...snap.marks.invalid].map((i) => `ignored ${i.key}: ${i.error}`)
+    const invalid = [...snap.registrations.invalid, ...snap.marks.invalid].map(
+      (i) => `ignored ${i.key}: ${i.error}`,
+    )
     return {
       text: rendered.text,
       destinations: rendered.destinations.map((d) => ({
@@ -273,13 +326,23 @@ async function readAndRender(config: HactlConfig, pool: SshPool, setId: number):
 }
 
 /** Apply a plan: write, reload and verify every host whose action is not `none`. */
-export async function applyDispatcherSync(config: HactlConfig, pool: SshPool, plan: DispatcherSyncPlan, opts: DispatcherSyncOptions = {}): Promise<DispatcherSyncResult> {
+export async function applyDispatcherSync(
+  config: HactlConfig,
+  pool: SshPool,
+  plan: DispatcherSyncPlan,
+  opts: DispatcherSyncOptions = {},
+): Promise<DispatcherSyncResult> {
   const {parseDispatcherList, classifyKamcmdAnswer} = await import('../facts/kamailio.js')
   const retryMs = opts.reloadRetryMs ?? 8000
   const nodesByName = new Map(config.nodes.map((n) => [n.name, n]))
   const hosts = await Promise.all(
     plan.hosts.map(async (h): Promise<SyncHostResult> => {
-      const result: SyncHostResult = {...h, written: false, reloaded: false, verified: h.ok && h.action === 'none'}
+      const result: SyncHostResult = {
+        ...h,
+        written: false,
+        reloaded: false,
+        verified: h.ok && h.action === 'none',
+      }
       const node = nodesByName.get(h.node)
       if (!h.ok || h.action === 'none' || !node) {
         if (h.ok && h.action === 'none') opts.progress?.skip(h.node, 'already in step')
@@ -296,7 +359,10 @@ export async function applyDispatcherSync(config: HactlConfig, pool: SshPool, pl
         let answerText = ''
         let listText = ''
         for (let attempt = 1; ; attempt++) {
-          opts.progress?.update(h.node, attempt === 1 ? 'reloading' : `reloading (Kamailio busy, attempt ${attempt})`)
+          opts.progress?.update(
+            h.node,
+            attempt === 1 ? 'reloading' : `reloading (Kamailio busy, attempt ${attempt})`,
+          )
           const r = await pool.run(node, buildReloadScript(config), {check: false})
           const parsed = parseReloadScript(r.stdout)
           answerText = parsed.reload
@@ -307,12 +373,19 @@ export async function applyDispatcherSync(config: HactlConfig, pool: SshPool, pl
             await sleep(1000, opts.signal)
             continue
           }
-          throw new HactlError(`${h.node}: kamcmd dispatcher.reload failed: ${'message' in answer ? answer.message : answerText.trim()}`, {
-            suggestions:
-              answer.kind === 'ongoing-reload'
-                ? ['something else keeps reloading this Kamailio (a dispatcher agent?); try again in a few seconds']
-                : [`check the file and Kamailio's log: hactl exec ${h.node} -- ${config.kamailio.cli} dispatcher.reload`],
-          })
+          throw new HactlError(
+            `${h.node}: kamcmd dispatcher.reload failed: ${'message' in answer ? answer.message : answerText.trim()}`,
+            {
+              suggestions:
+                answer.kind === 'ongoing-reload'
+                  ? [
+                      'something else keeps reloading this Kamailio (a dispatcher agent?); try again in a few seconds',
+                    ]
+                  : [
+                      `check the file and Kamailio's log: hactl exec ${h.node} -- ${config.kamailio.cli} dispatcher.reload`,
+                    ],
+            },
+          )
         }
         result.reloaded = true
         opts.progress?.update(h.node, 'verifying with kamcmd dispatcher.list')
@@ -320,9 +393,15 @@ export async function applyDispatcherSync(config: HactlConfig, pool: SshPool, pl
         // runtimeDifferences keeps what the plan found; what is left after the reload is the error.
         const differences = runtimeDifferences(targets, plan.destinations)
         if (differences.length > 0) {
-          throw new HactlError(`${h.node}: after the reload, dispatcher.list still differs: ${differences.join('; ')}`, {
-            suggestions: [`see it: hactl dispatcher show`, `check that kamailio's list_file is ${h.listFile}`],
-          })
+          throw new HactlError(
+            `${h.node}: after the reload, dispatcher.list still differs: ${differences.join('; ')}`,
+            {
+              suggestions: [
+                `see it: hactl dispatcher show`,
+                `check that kamailio's list_file is ${h.listFile}`,
+              ],
+            },
+          )
         }
         result.verified = true
         opts.progress?.succeed(h.node, `${result.written ? 'written, ' : ''}reloaded, verified`)
@@ -347,7 +426,9 @@ export function dryRunResult(plan: DispatcherSyncPlan): DispatcherSyncResult {
 }
 
 function summarize(plan: DispatcherSyncPlan, hosts: SyncHostResult[], dryRun: boolean): DispatcherSyncResult {
-  const changed = hosts.filter((h) => (dryRun ? h.action !== 'none' : h.written || h.reloaded)).map((h) => h.node)
+  const changed = hosts
+    .filter((h) => (dryRun ? h.action !== 'none' : h.written || h.reloaded))
+    .map((h) => h.node)
   const failed = hosts.filter((h) => !h.ok).map((h) => h.node)
   return {...plan, dryRun, hosts, changed, failed, inStep: hosts.every((h) => h.ok && h.verified)}
 }
@@ -356,25 +437,36 @@ function summarize(plan: DispatcherSyncPlan, hosts: SyncHostResult[], dryRun: bo
 export function syncOutcomeError(result: DispatcherSyncResult): HactlError | undefined {
   if (result.failed.length === 0) return undefined
   const failedHosts = result.hosts.filter((h) => !h.ok)
-  const detail = failedHosts.map((h) => `${h.node}: ${h.error?.message.split('\n')[0] ?? 'failed'}`).join('; ')
+  const detail = failedHosts
+    .map((h) => `${h.node}: ${h.error?.message.split('\n')[0] ?? 'failed'}`)
+    .join('; ')
   if (failedHosts.length < result.hosts.length) {
-    return new PartialFailureError(`dispatcher sync failed on ${result.failed.join(', ')}: ${detail}`, ['fix the host, then run again: hactl dispatcher sync'])
+    return new PartialFailureError(`dispatcher sync failed on ${result.failed.join(', ')}: ${detail}`, [
+      'fix the host, then run again: hactl dispatcher sync',
+    ])
   }
-  return new HactlError(`dispatcher sync failed on every host: ${detail}`, {suggestions: ['hactl status', 'hactl dispatcher show']})
+  return new HactlError(`dispatcher sync failed on every host: ${detail}`, {
+    suggestions: ['hactl status', 'hactl dispatcher show'],
+  })
 }
 
 function errorInfo(error: unknown): {kind: string; message: string} {
   if (error instanceof HostError) return {kind: error.kind, message: error.message}
-  if (error instanceof HactlError) return {kind: (error as {kind?: string}).kind ?? error.name, message: error.message}
+  if (error instanceof HactlError)
+    return {kind: (error as {kind?: string}).kind ?? error.name, message: error.message}
   return {kind: 'error', message: error instanceof Error ? error.message : String(error)}
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t)
-      resolve()
-    }, {once: true})
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t)
+        resolve()
+      },
+      {once: true},
+    )
   })
 }

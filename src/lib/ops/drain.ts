@@ -444,6 +444,13 @@ async function runOperation(operation: 'drain' | 'undrain', ctx: DrainContext, o
   if (opts.nodes.length === 0) throw new UserError(`no node to ${operation}`)
 
   const started = Date.now()
+  const minInService = operation === 'drain' ? config.asterisk.minInService : 0
+  // SSH connections open while etcd opens and the lock is taken: connecting is read-only, and the
+  // facts themselves are still gathered under the lock. A host that fails here is not retried.
+  const connectErrors = new Map<string, unknown>()
+  const warm = Promise.all(
+    probedNodes(config, opts.nodes, minInService).map((n) => pool.connect(n).catch((error: unknown) => void connectErrors.set(n.name, error))),
+  )
   const {openEtcd} = await import('../etcd/client.js')
   const etcdNode = config.nodes.find((n) => n.roles.includes('etcd'))
   const etcd = await openEtcd(config, config.etcd.via === 'ssh' && etcdNode ? {tunnel: (h, p) => pool.forwardOut(etcdNode, h, p)} : {})
@@ -463,7 +470,8 @@ async function runOperation(operation: 'drain' | 'undrain', ctx: DrainContext, o
       // The mark keeps the command line for `hactl status`; the schema caps it.
       command: command.length > 4096 ? `${command.slice(0, 4093)}...` : command,
     }
-    const facts = await gatherDrainFacts(ctx, etcd, {minInService: operation === 'drain' ? config.asterisk.minInService : 0, targets: opts.nodes})
+    await warm
+    const facts = await gatherDrainFacts(ctx, etcd, {minInService, targets: opts.nodes, connectErrors})
     const plan = buildRunPlan(facts, {
       operation,
       targets: opts.nodes.map((n) => n.name),
@@ -549,18 +557,33 @@ function rotationOf(dispatcher: Record<string, DestinationView | null>): Record<
   return Object.fromEntries(Object.entries(dispatcher).map(([k, v]) => [k, v?.flags ?? null]))
 }
 
-/** Probe every Asterisk box (calls), every Kamailio (its dispatcher list) and etcd (the marks), all at once. */
-export async function gatherDrainFacts(ctx: DrainContext, etcd: EtcdHandle, opts: {minInService: number; targets: ResolvedNode[]}): Promise<DrainFacts> {
-  const {config, pool} = ctx
-  const targetNames = new Set(opts.targets.map((t) => t.name))
+/** The hosts whose facts a run needs: the Asterisk boxes (all of them for the capacity guard) and every Kamailio. */
+function probedNodes(config: HactlConfig, targets: ResolvedNode[], minInService: number): ResolvedNode[] {
+  const names = new Set(targets.map((t) => t.name))
   // Without a capacity guard the other boxes do not matter: do not spend connections on them.
-  const asteriskNodes = config.nodes.filter((n) => n.roles.includes('asterisk') && (opts.minInService > 0 || targetNames.has(n.name)))
-  const kamailioNodes = config.nodes.filter((n) => n.roles.includes('kamailio'))
+  return config.nodes.filter((n) => (n.roles.includes('asterisk') && (minInService > 0 || names.has(n.name))) || n.roles.includes('kamailio'))
+}
+
+/** Probe every Asterisk box (calls), every Kamailio (its dispatcher list) and etcd (the marks), all at once. */
+export async function gatherDrainFacts(
+  ctx: DrainContext,
+  etcd: EtcdHandle,
+  opts: {minInService: number; targets: ResolvedNode[]; connectErrors?: Map<string, unknown>},
+): Promise<DrainFacts> {
+  const {config, pool} = ctx
+  const probed = probedNodes(config, opts.targets, opts.minInService)
+  const asteriskNodes = probed.filter((n) => n.roles.includes('asterisk'))
+  const kamailioNodes = probed.filter((n) => n.roles.includes('kamailio'))
+  const connectError = (n: ResolvedNode): void => {
+    const e = opts.connectErrors?.get(n.name)
+    if (e !== undefined) throw e
+  }
   const {getMarks} = await import('../etcd/maintenance.js')
   const [asterisk, kamailio, marks] = await Promise.all([
     Promise.all(
       asteriskNodes.map(async (n) => {
         try {
+          connectError(n)
           return {name: n.name, reachable: true, asterisk: await probeAsterisk(ctx, n)} as const
         } catch (error) {
           return {name: n.name, reachable: false, error: shortError(error), asterisk: {state: 'unknown', detail: 'unreachable'} as AsteriskState} as const
@@ -570,6 +593,7 @@ export async function gatherDrainFacts(ctx: DrainContext, etcd: EtcdHandle, opts
     Promise.all(
       kamailioNodes.map(async (k) => {
         try {
+          connectError(k)
           return {name: k.name, reachable: true, views: await readDestinations(ctx, k, asteriskNodes)}
         } catch (error) {
           return {name: k.name, reachable: false, error: shortError(error), views: undefined}

@@ -201,6 +201,17 @@ export interface HostState {
   error?: string
 }
 
+/** Some etcd host cannot take part (unreachable, or its files are not as expected): nothing was changed. Exit 1. */
+export class RediscoverPreflightError extends HactlError {
+  readonly kind = 'preflight-failed'
+  readonly hosts: Array<{name: string; problem: string}>
+
+  constructor(message: string, hosts: Array<{name: string; problem: string}>, suggestions: string[]) {
+    super(message, {suggestions})
+    this.hosts = hosts
+  }
+}
+
 /** The rediscovery stopped after it started changing hosts. Exit 1 (130 when interrupted). */
 export class RediscoverIncompleteError extends HactlError {
   readonly kind = 'rediscover-incomplete'
@@ -412,16 +423,15 @@ async function gatherFacts(config: HactlConfig, pool: SshPool, v: ValidatedInput
     ctx.emit({type: 'phase', phase: 'preflight', state: 'failed'})
     const names = problems.map((p) => p.node.name)
     const unreachable = problems.filter((p) => p.unreachable).map((p) => p.node.name)
-    throw new HactlError(
+    throw new RediscoverPreflightError(
       `cannot rediscover: ${problems.length} of ${v.nodes.length} etcd hosts ${problems.length === 1 ? 'is' : 'are'} not ready (${names.join(', ')}); nothing was changed\n${problems
         .map((p) => `  ${p.node.name}: ${p.problem}`)
         .join('\n')}`,
-      {
-        suggestions: [
-          ...(unreachable.length > 0 ? [`every etcd host must answer over SSH: bring ${unreachable.join(', ')} back, check with \`${ctx.bin} status\`, then run this again`] : []),
-          ...(problems.length > unreachable.length ? [`fix the hosts above (etcd.discovery in ${config.file} says which file holds the discovery URL)`] : []),
-        ],
-      },
+      problems.map((p) => ({name: p.node.name, problem: p.problem!})),
+      [
+        ...(unreachable.length > 0 ? [`every etcd host must answer over SSH: bring ${unreachable.join(', ')} back, check with \`${ctx.bin} status\`, then run this again`] : []),
+        ...(problems.length > unreachable.length ? [`fix the hosts above (etcd.discovery in ${config.file} says which file holds the discovery URL)`] : []),
+      ],
     )
   }
   ctx.emit({type: 'phase', phase: 'preflight', state: 'done', detail: etcd.facts.answering ? `etcd answers (${etcd.facts.healthy}/${etcd.facts.total} healthy)` : 'etcd does not answer'})
@@ -752,7 +762,7 @@ export async function rediscoverCluster(config: HactlConfig, pool: SshPool, opts
     const plan = planRediscover(pre.facts, v, settings)
     lockNote.note = plan.lock.note
     // The lock first, so the plan the operator confirms is not raced by another hactl run.
-    if (plan.lock.take && handle) {
+    if (plan.lock.take && handle && !opts.dryRun) {
       const {acquireClusterLock, lockHolder} = await import('../etcd/lock.js')
       try {
         lock = await acquireClusterLock(handle, {key: config.etcd.prefixes.lock, holder: lockHolder(`${ctx.bin} ${(opts.argv ?? ['cluster', 'rediscover']).join(' ')}`)})
@@ -949,7 +959,7 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
       ...(exitCode === undefined ? {} : {exitCode}),
       cause,
     })
-  const interrupted = (phase: RediscoverPhase) => incomplete(`interrupted after "${PHASE_TITLES[phase]}"`, undefined, ExitCode.interrupted)
+  const interrupted = (phase: RediscoverPhase) => incomplete(`interrupted during "${PHASE_TITLES[phase]}"`, undefined, ExitCode.interrupted)
 
   const onEveryHost = async (phase: RediscoverPhase, fn: (h: HostFacts, node: ResolvedNode) => Promise<{stage?: HostStage; detail?: string}>) =>
     timed(phase, async () => {
@@ -964,7 +974,7 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
             ctx.emit({type: 'host', phase, host: h.name, state: 'done', ...(r.detail ? {detail: r.detail} : {})})
           } catch (error) {
             const msg = error instanceof HostError ? stripHost(error.message, h.name) : firstLine((error as Error).message)
-            states.get(h.name)!.error = `${PHASE_TITLES[phase].toLowerCase()}: ${msg}`
+            if (!(error instanceof InterruptedError)) states.get(h.name)!.error = `${PHASE_TITLES[phase].toLowerCase()}: ${msg}`
             ctx.emit({type: 'host', phase, host: h.name, state: 'failed', detail: msg})
             throw error
           }

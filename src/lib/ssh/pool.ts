@@ -5,6 +5,8 @@ import type {AnyAuthMethod, AuthenticationType, Client, ClientChannel, ConnectCo
 import type {HactlConfig, ResolvedNode} from '../config/load.js'
 import {
   AuthError,
+  ConfigError,
+  HactlError,
   HostError,
   HostKeyMismatchError,
   RemoteCommandError,
@@ -121,6 +123,18 @@ interface Connection {
  * `close()`. A failed connect is remembered, so later steps on that host fail at once with the same
  * error instead of waiting for another timeout; `drop(node)` forgets it (e.g. to retry after a
  * reboot). A connection the server closes is forgotten and reopened by the next step.
+ *
+ * Built on ssh2's Client directly rather than node-ssh: what hactl needs is the part node-ssh does
+ * not wrap (async hostVerifier, an authHandler that tries several keys and asks for a passphrase
+ * only when needed, forwardOut and `sock` for ProxyJump, exit signals, killing a timed-out
+ * command), and node-ssh's connect/exec layer would only sit in between.
+ *
+ * `become`: a step that needs root passes `become: true`; without it ssh.become decides. Either
+ * way only a non-root login user gets the `sudo -n sh -c` wrapper.
+ *
+ * Known limit: OpenSSH ignores the `signal` request for root logins (no privilege separation after
+ * auth), so a command that times out there keeps running on the host until it ends by itself; its
+ * channel is closed and the step fails at once all the same.
  */
 export class SshPool {
   private readonly conns = new Map<string, Promise<Connection>>()
@@ -252,10 +266,17 @@ export class SshPool {
   }
 
   private async targetOf(node: ResolvedNode): Promise<SshTarget> {
-    const values = this.config.ssh.useSshConfig
-      ? (await this.loadSshConfig()).lookup(node.host)
-      : {identityFiles: []}
-    return resolveTarget(node, this.config.ssh, values)
+    try {
+      const values = this.config.ssh.useSshConfig
+        ? (await this.loadSshConfig()).lookup(node.host)
+        : {identityFiles: []}
+      return resolveTarget(node, this.config.ssh, values)
+    } catch (error) {
+      if (error instanceof HactlError) throw error
+      throw new ConfigError(`${this.opts.sshConfigFile ?? '~/.ssh/config'}: ${(error as Error).message}`, {
+        suggestions: ['fix that file, or set ssh.useSshConfig: false in hactl.yaml to ignore it'],
+      })
+    }
   }
 
   private loadSshConfig(): Promise<SshConfigLookup> {
@@ -355,7 +376,9 @@ export class SshPool {
           return
         }
         if (hostKeyError) return fail(hostKeyError)
-        if (err.level === 'client-authentication') {
+        // sshd disconnects with "Too many authentication failures" when an agent offers more keys
+        // than MaxAuthTries: that is an authentication problem too, not an unreachable host.
+        if (err.level === 'client-authentication' || /too many authentication failures/i.test(err.message)) {
           return fail(authFailure(label, target, tried, skippedEncrypted, identities.missing))
         }
         fail(toHostError(label, target, err))
@@ -658,15 +681,18 @@ export class SshPool {
       const open = (attempt: number): void => {
         conn.client.exec(full, (err, stream) => {
           if (err) {
-            // sshd frees a finished session a moment after we see it close; a burst of new
-            // channels can outrun that and hit MaxSessions. Such refusals are worth a retry.
+            // sshd frees a finished session only after it has reaped the command and read our
+            // close, which on a busy host lags well behind what we see: a burst of channels can
+            // hit MaxSessions even under our cap. While other channels on this connection are
+            // still in flight their end will free a slot, so keep trying (the command timeout
+            // still bounds the wait); alone on the connection, give up after a few tries.
             if (
               !conn.closed &&
               !settled &&
-              attempt < 5 &&
-              /open failed|administratively prohibited/i.test(err.message)
+              /open failed|administratively prohibited/i.test(err.message) &&
+              (conn.channels.inUse > 1 || attempt < 6)
             ) {
-              setTimeout(() => open(attempt + 1), 25 * 2 ** attempt)
+              setTimeout(() => open(attempt + 1), Math.min(400, 25 * 2 ** attempt))
               return
             }
             finish(() =>
