@@ -79,10 +79,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (!this.poolInstance) {
       const config = await this.hactlConfig()
       const {SshPool} = await import('./lib/ssh/pool.js')
+      const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY)
+      // An encrypted key's passphrase is asked on a terminal, for every command that uses SSH.
+      const askPassphrase = interactive ? (await import('./ui/passphrase.js')).askPassphrase : undefined
       this.poolInstance = new SshPool(config, {
         concurrency: this.flags.concurrency ?? config.concurrency,
         log: this.flags.verbose ? (line: string) => process.stderr.write(`[ssh] ${line}\n`) : undefined,
-        interactive: Boolean(process.stdin.isTTY && process.stderr.isTTY),
+        interactive,
+        ...(askPassphrase ? {askPassphrase} : {}),
       })
     }
     return this.poolInstance
