@@ -34,7 +34,9 @@ if [ ! -d node_modules ]; then
   npm ci --no-audit --no-fund
 fi
 echo "== building hactl" >&2
-npm run build >/dev/null
+# tsc over dist/ in place (npm run build would first remove dist/, under anyone using it).
+npx tsc -p tsconfig.json
+npx oclif manifest >/dev/null
 
 HACTL="node $PWD/bin/run.js"
 CONFIG="/var/lib/hactl-lab/$LAB_NAME/hactl.yaml"

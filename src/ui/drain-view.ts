@@ -276,12 +276,12 @@ export async function askAfterInterrupt(nodes: string[]): Promise<'keep' | 'put-
 }
 
 /** `--timeout 90s`, `30m`, `1h`, or plain seconds. */
-export function parseTimeoutFlag(text: string): number {
+export function parseTimeoutFlag(text: string, flag = '--timeout'): number {
   try {
     const ms = parseDuration(/^\d+(\.\d+)?$/.test(text) ? Number(text) : text)
     if (ms > 0) return ms
   } catch {
     // Reported below with the accepted forms.
   }
-  throw new UserError(`--timeout ${text} is not a duration`, ['use a duration such as 90s, 30m or 1h'])
+  throw new UserError(`${flag} ${text} is not a duration`, ['use a duration such as 90s, 30m or 1h'])
 }

@@ -22,24 +22,42 @@ export interface Style {
   green(s: string): string
 }
 
-export const plainStyle: Style = {bold: (s) => s, dim: (s) => s, red: (s) => s, yellow: (s) => s, green: (s) => s}
+export const plainStyle: Style = {
+  bold: (s) => s,
+  dim: (s) => s,
+  red: (s) => s,
+  yellow: (s) => s,
+  green: (s) => s,
+}
 
 export async function chalkStyle(color: boolean): Promise<Style> {
   if (!color) return plainStyle
   const {default: chalk} = await import('chalk')
-  return {bold: (s) => chalk.bold(s), dim: (s) => chalk.dim(s), red: (s) => chalk.red(s), yellow: (s) => chalk.yellow(s), green: (s) => chalk.green(s)}
+  return {
+    bold: (s) => chalk.bold(s),
+    dim: (s) => chalk.dim(s),
+    red: (s) => chalk.red(s),
+    yellow: (s) => chalk.yellow(s),
+    green: (s) => chalk.green(s),
+  }
 }
 
 export async function renderPlan(plan: RediscoverPlan, style: Style = plainStyle): Promise<string> {
   const out: string[] = []
-  out.push(style.bold(`Rediscover etcd for cluster ${plan.cluster}: ${plan.hosts.length} host${plan.hosts.length === 1 ? '' : 's'}, a new cluster of ${plan.size} member${plan.size === 1 ? '' : 's'}`))
+  out.push(
+    style.bold(
+      `Rediscover etcd for cluster ${plan.cluster}: ${plan.hosts.length} host${plan.hosts.length === 1 ? '' : 's'}, a new cluster of ${plan.size} member${plan.size === 1 ? '' : 's'}`,
+    ),
+  )
   const e = plan.etcd
   out.push(
     e.answering
       ? `  etcd now: answers, cluster ${e.clusterId ?? '?'}, ${e.healthy}/${e.total} healthy${e.leader ? `, leader ${e.leader.name || e.leader.id}` : ', NO leader'}`
       : `  etcd now: does not answer${e.error ? ` (${e.error})` : ''}`,
   )
-  out.push(`  discovery now: ${plan.oldDiscoveryUrls.length === 0 ? '(none configured)' : plan.oldDiscoveryUrls.join(', ')}`)
+  out.push(
+    `  discovery now: ${plan.oldDiscoveryUrls.length === 0 ? '(none configured)' : plan.oldDiscoveryUrls.join(', ')}`,
+  )
   out.push(`  new token from: ${plan.sourceText}`)
   out.push('')
   const rows = plan.hosts.map((h) => [
@@ -50,7 +68,10 @@ export async function renderPlan(plan: RediscoverPlan, style: Style = plainStyle
     h.remove.map((p) => (h.present.includes(p) ? p : `${p} (absent)`)).join(' '),
     'yes',
   ])
-  const table = await renderTable(['HOST', 'ADDRESS', 'BOOT ID', plan.etcdService.toUpperCase(), 'REMOVE', 'REBOOT'], rows)
+  const table = await renderTable(
+    ['HOST', 'ADDRESS', 'BOOT ID', plan.etcdService.toUpperCase(), 'REMOVE', 'REBOOT'],
+    rows,
+  )
   out.push(...table.split('\n').map((l) => `  ${l}`))
   out.push('')
   out.push(style.bold('Plan:'))
@@ -65,21 +86,32 @@ export async function renderPlan(plan: RediscoverPlan, style: Style = plainStyle
 
 export async function renderSummary(r: RediscoverResult, style: Style = plainStyle): Promise<string> {
   const out: string[] = []
-  out.push(style.green(style.bold(`Rediscovered etcd for cluster ${r.plan.cluster} in ${formatMs(r.durationMs)}`)))
+  out.push(
+    style.green(style.bold(`Rediscovered etcd for cluster ${r.plan.cluster} in ${formatMs(r.durationMs)}`)),
+  )
   out.push(`  old discovery URL: ${r.oldDiscoveryUrls.join(', ') || '(none)'}`)
   out.push(`  new discovery URL: ${r.newDiscoveryUrl ?? '?'}`)
   out.push(`  cluster id: ${r.oldClusterId ?? '(unknown)'} -> ${r.newClusterId ?? '?'}`)
   const members = r.members ?? []
   const healthy = members.filter((m) => m.healthy).length
-  out.push(`  members: ${healthy}/${r.plan.size} healthy${r.leader ? `, leader ${r.leader.name || r.leader.id} (${r.leader.id})` : ''}`)
+  out.push(
+    `  members: ${healthy}/${r.plan.size} healthy${r.leader ? `, leader ${r.leader.name || r.leader.id} (${r.leader.id})` : ''}`,
+  )
   if (members.length > 0) {
     const table = await renderTable(
       ['MEMBER ID', 'NAME', 'STATE'],
-      members.map((m) => [m.id, m.name, `${m.healthy ? 'healthy' : 'unhealthy'}${m.isLeader ? ', leader' : ''}`]),
+      members.map((m) => [
+        m.id,
+        m.name,
+        `${m.healthy ? 'healthy' : 'unhealthy'}${m.isLeader ? ', leader' : ''}`,
+      ]),
     )
     out.push(...table.split('\n').map((l) => `    ${l}`))
   }
-  if (r.hosts && r.hosts.length > 0) out.push(`  boot ids: ${r.hosts.map((h) => `${h.name} ${h.oldBootId.slice(0, 8)} -> ${h.newBootId.slice(0, 8)}`).join(', ')}`)
+  if (r.hosts && r.hosts.length > 0)
+    out.push(
+      `  boot ids: ${r.hosts.map((h) => `${h.name} ${h.oldBootId.slice(0, 8)} -> ${h.newBootId.slice(0, 8)}`).join(', ')}`,
+    )
   out.push(
     r.backup
       ? `  backup: ${r.backup.snapshotPath} (${r.backup.snapshotBytes} bytes), ${r.backup.keysPath} (${r.backup.keys} keys${r.backup.skippedLeased ? `, ${r.backup.skippedLeased} with a lease left out` : ''})`
@@ -90,7 +122,8 @@ export async function renderSummary(r: RediscoverResult, style: Style = plainSty
       ? `  keys restored: ${r.restore.restored}${r.restore.skippedExisting ? ` (${r.restore.skippedExisting} already there, kept)` : ''}`
       : `  keys restored: none (${r.restoreSkipped ?? 'skipped'})`,
   )
-  if (r.phases.length > 0) out.push(style.dim(`  phases: ${r.phases.map((p) => `${p.phase} ${formatMs(p.durationMs)}`).join(', ')}`))
+  if (r.phases.length > 0)
+    out.push(style.dim(`  phases: ${r.phases.map((p) => `${p.phase} ${formatMs(p.durationMs)}`).join(', ')}`))
   for (const w of r.warnings) out.push(style.yellow(`Warning: ${w}`))
   return out.join('\n')
 }
@@ -98,7 +131,14 @@ export async function renderSummary(r: RediscoverResult, style: Style = plainSty
 // --- Progress --------------------------------------------------------------------------------
 
 export const PREFLIGHT_PHASES: readonly RediscoverPhase[] = ['preflight']
-export const APPLY_PHASES: readonly RediscoverPhase[] = ['backup', 'token', 'prepare', 'wait-ssh', 'wait-etcd', 'restore']
+export const APPLY_PHASES: readonly RediscoverPhase[] = [
+  'backup',
+  'token',
+  'prepare',
+  'wait-ssh',
+  'wait-etcd',
+  'restore',
+]
 
 export interface RediscoverProgress {
   onEvent(e: RediscoverEvent): void
@@ -154,7 +194,8 @@ export class PlainProgress implements RediscoverProgress {
       return
     }
     if (e.state === 'start') return
-    const word = e.state === 'done' ? 'ok' : e.state === 'failed' ? 'FAILED' : e.state === 'skipped' ? 'skipped' : ''
+    const word =
+      e.state === 'done' ? 'ok' : e.state === 'failed' ? 'FAILED' : e.state === 'skipped' ? 'skipped' : ''
     this.write(`${title} | ${e.host}: ${[word, e.detail].filter(Boolean).join(': ')}`)
   }
 
@@ -175,11 +216,15 @@ interface Deferred {
 
 function deferred(): Deferred {
   let resolve!: (f: Final) => void
-  const d: Deferred = {promise: new Promise<Final>((r) => (resolve = r)), resolve: (f) => {
-    if (d.settled) return
-    d.settled = true
-    resolve(f)
-  }, settled: false}
+  const d: Deferred = {
+    promise: new Promise<Final>((r) => (resolve = r)),
+    resolve: (f) => {
+      if (d.settled) return
+      d.settled = true
+      resolve(f)
+    },
+    settled: false,
+  }
   return d
 }
 
@@ -258,7 +303,11 @@ class TreeProgress implements RediscoverProgress {
     row.setTitle?.(t)
   }
 
-  private start(phases: readonly RediscoverPhase[]): {phases: readonly RediscoverPhase[]; rows: Map<string, Row>; run: Promise<void>} {
+  private start(phases: readonly RediscoverPhase[]): {
+    phases: readonly RediscoverPhase[]
+    rows: Map<string, Row>
+    run: Promise<void>
+  } {
     const rows = new Map<string, Row>()
     for (const p of phases) {
       rows.set(p, {end: deferred(), title: PHASE_TITLES[p]})
@@ -311,7 +360,18 @@ class TreeProgress implements RediscoverProgress {
                 }
               })
               // A last, untitled row ends the phase: failed or skipped phases show as such.
-              const phaseEnd = {task: () => finishRow(prow, task, PHASE_TITLES[p])}
+              // An untitled row that ends with the phase: it shows the phase's detail or skip. A
+              // failed phase fails through its failed host rows (an error here would print twice).
+              const phaseEnd = {
+                task: async () => {
+                  const f = await prow.end.promise
+                  if (f.state === 'done' && f.detail) task.title = `${PHASE_TITLES[p]}: ${oneLine(f.detail)}`
+                  else if (f.state === 'skipped')
+                    task.skip(
+                      f.detail ? `${PHASE_TITLES[p]}: ${oneLine(f.detail)}` : `${PHASE_TITLES[p]}: skipped`,
+                    )
+                },
+              }
               return task.newListr([...hostTasks, phaseEnd], {concurrent: true, exitOnError: true})
             },
           }

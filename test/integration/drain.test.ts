@@ -10,10 +10,13 @@ import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {after, before, describe, test} from 'node:test'
-import {loadConfig, type HactlConfig} from '../../src/lib/config/load.js'
+import {loadConfig, parseConfig, type HactlConfig, type ResolvedNode} from '../../src/lib/config/load.js'
 import {openEtcd} from '../../src/lib/etcd/client.js'
 import {getMarks, type MaintenanceMark} from '../../src/lib/etcd/maintenance.js'
 import {asteriskSocket, requestJson} from '../../src/lib/lab/supervisor.js'
+import {drainNodes, undrainNodes, type StepEvent} from '../../src/lib/ops/drain.js'
+import type {SshPool} from '../../src/lib/ssh/pool.js'
+import {startEtcd, type EtcdCluster} from '../helpers/etcd.js'
 import {callLog, hactl, labCli, labDispatcher, labHost, labHosts, labSsh, useLab, waitFor, type ExecResult} from '../helpers/lab.js'
 
 const NODE = 'ast3'
@@ -265,3 +268,221 @@ describe('hactl node drain and undrain on the lab', {timeout: 600_000}, () => {
     assert.deepEqual(outcomes(NODE, ids), ['finished', 'finished'])
   })
 })
+
+/**
+ * The apply paths that the lab cannot produce on demand (a Kamailio failing between preflight and
+ * the change, --force, Ctrl-C), against a throwaway etcd and a scripted SSH pool that answers like
+ * Asterisk and Kamailio do.
+ */
+describe('drain apply paths with a scripted cluster and a throwaway etcd', () => {
+  let cluster: EtcdCluster
+  let config: HactlConfig
+  let stateDir: string
+  const savedXdg = process.env.XDG_STATE_HOME
+
+  before(async () => {
+    cluster = await startEtcd({members: 1, name: 'drain'})
+    stateDir = mkdtempSync(path.join(tmpdir(), 'hactl-drain-state-'))
+    process.env.XDG_STATE_HOME = stateDir
+    config = parseConfig(
+      `cluster: scripted
+etcd: {endpoints: [${cluster.endpoints.join(', ')}]}
+asterisk: {pollInterval: 50ms}
+nodes:
+  ast1: {host: 10.9.0.21, roles: [asterisk]}
+  ast2: {host: 10.9.0.22, roles: [asterisk]}
+  kam1: {host: 10.9.0.11, roles: [kamailio]}
+  kam2: {host: 10.9.0.12, roles: [kamailio]}
+`,
+      'scripted.yaml',
+    )
+  })
+
+  after(async () => {
+    if (savedXdg === undefined) delete process.env.XDG_STATE_HOME
+    else process.env.XDG_STATE_HOME = savedXdg
+    rmSync(stateDir, {recursive: true, force: true})
+    await cluster?.destroy()
+  })
+
+  async function marks(): Promise<MaintenanceMark[]> {
+    const etcd = await openEtcd(config)
+    try {
+      return [...(await getMarks(etcd, config.etcd.prefixes.maintenance))]
+    } finally {
+      await etcd.close()
+    }
+  }
+
+  test('a Kamailio that fails set_state after preflight: the others are put back, the mark removed, Asterisk untouched', async () => {
+    // Given ast2 in service with 1 call, and kam2 refusing the state change
+    const sim = new ScriptedCluster(config, {calls: {ast2: [1]}, failSetState: ['kam2']})
+
+    // When
+    const events: StepEvent[] = []
+    const out = await drainNodes({config, pool: sim.pool}, {nodes: [sim.node('ast2')], timeoutMs: 5000}, {onEvent: (e) => events.push(e)})
+
+    // Then
+    const n = out.result?.nodes[0]
+    assert.equal(n?.outcome, 'failed')
+    assert.match(n?.message ?? '', /could not take ast2 out of rotation on kam2: .*State Update Failed.*; rolled back/)
+    assert.equal(out.result?.exitCode, 1)
+    assert.deepEqual(sim.flags('ast2'), {kam1: 'AP', kam2: 'AP'})
+    assert.deepEqual(await marks(), [])
+    assert.ok(!sim.commands.some((c) => c.includes('core stop')), 'Asterisk was not stopped')
+    assert.deepEqual(
+      events.filter((e) => e.type !== 'progress').map((e) => `${e.type}:${e.step}`),
+      ['start:mark-draining', 'done:mark-draining', 'start:disable', 'fail:disable', 'skip:wait-calls', 'skip:stop', 'skip:mark-drained'],
+    )
+  })
+
+  test('calls that end: progress per poll, then stop, drained, mark kept from the start of the drain', async () => {
+    const sim = new ScriptedCluster(config, {calls: {ast2: [2, 2, 1, 0]}})
+    const progress: number[] = []
+    let waitStarted = 0
+    const out = await drainNodes({config, pool: sim.pool}, {nodes: [sim.node('ast2')], timeoutMs: 10_000, reason: 'disk'}, {
+      onEvent: (e) => {
+        if (e.type === 'progress') progress.push(e.callsLeft)
+        if (e.type === 'start' && e.step === 'wait-calls') waitStarted = Date.now()
+      },
+    })
+    const n = out.result?.nodes[0]
+    assert.equal(n?.outcome, 'drained', n?.message)
+    assert.equal(n?.callsAtStart, 2)
+    assert.equal(n?.callsDrained, 2)
+    assert.deepEqual(progress, [2, 1, 0])
+    assert.deepEqual(sim.flags('ast2'), {kam1: 'DX', kam2: 'DX'})
+    assert.equal(sim.asterisk.get('ast2')?.running, false)
+    const [m] = await marks()
+    assert.equal(m?.state, 'drained')
+    assert.equal(m?.reason, 'disk')
+    assert.ok(Date.parse(m?.since ?? '') <= waitStarted, 'since is when the drain began, not when it ended')
+  })
+
+  test('--force after the timeout: core stop now ends the calls left and says how many', async () => {
+    const sim = new ScriptedCluster(config, {calls: {ast1: [3]}})
+    const out = await drainNodes({config, pool: sim.pool}, {nodes: [sim.node('ast1')], timeoutMs: 200, force: true})
+    const n = out.result?.nodes[0]
+    assert.equal(n?.outcome, 'drained', n?.message)
+    assert.equal(n?.callsCut, 3)
+    assert.ok(sim.commands.some((c) => c.includes("'core stop now'")))
+    assert.ok(!sim.commands.some((c) => c.includes("'core stop gracefully'")))
+  })
+
+  test('Ctrl-C while waiting: out of rotation, marked draining, nothing stopped, outcome interrupted (exit 130)', async () => {
+    const sim = new ScriptedCluster(config, {calls: {ast1: [2]}})
+    const ac = new AbortController()
+    const out = await drainNodes({config, pool: sim.pool}, {nodes: [sim.node('ast1')], timeoutMs: 60_000, signal: ac.signal}, {
+      onEvent: (e) => e.type === 'progress' && ac.abort(),
+    })
+    const n = out.result?.nodes[0]
+    assert.equal(n?.outcome, 'interrupted')
+    assert.equal(n?.callsLeft, 2)
+    assert.equal(out.result?.exitCode, 130)
+    assert.deepEqual(sim.flags('ast1'), {kam1: 'DX', kam2: 'DX'})
+    assert.equal((await marks()).find((m) => m.node === 'ast1')?.state, 'draining')
+    assert.ok(!sim.commands.some((c) => c.includes('core stop')))
+
+    // And "put it back" (undrain) restores rotation and clears the mark, calls untouched
+    const back = await undrainNodes({config, pool: sim.pool}, {nodes: [sim.node('ast1')], timeoutMs: 5000})
+    assert.equal(back.result?.nodes[0]?.outcome, 'undrained')
+    assert.deepEqual(sim.flags('ast1'), {kam1: 'AP', kam2: 'AP'})
+    assert.equal((await marks()).find((m) => m.node === 'ast1'), undefined)
+    assert.equal(sim.asterisk.get('ast1')?.calls[0], 2)
+  })
+})
+
+/**
+ * Answers hactl's remote commands the way Asterisk (`asterisk -rx`, systemctl) and Kamailio
+ * (`kamcmd`) do, from an in-memory model. `calls` per node: the active calls seen by successive
+ * polls (the last value repeats).
+ */
+class ScriptedCluster {
+  readonly commands: string[] = []
+  readonly asterisk = new Map<string, {running: boolean; pending: boolean; calls: number[]}>()
+  private readonly dispatcher = new Map<string, Map<string, string>>()
+  readonly pool: SshPool
+
+  constructor(
+    private readonly config: HactlConfig,
+    opts: {calls?: Record<string, number[]>; failSetState?: string[]} = {},
+  ) {
+    for (const n of config.nodes.filter((x) => x.roles.includes('asterisk'))) {
+      this.asterisk.set(n.name, {running: true, pending: false, calls: [...(opts.calls?.[n.name] ?? [0])]})
+    }
+    for (const k of config.nodes.filter((x) => x.roles.includes('kamailio'))) {
+      this.dispatcher.set(k.name, new Map(config.nodes.filter((x) => x.roles.includes('asterisk')).map((a) => [`sip:${a.host}:5060`, 'AP'])))
+    }
+    const fail = new Set(opts.failSetState ?? [])
+    this.pool = {
+      run: async (node: ResolvedNode, cmd: string) => {
+        this.commands.push(`${node.name}: ${cmd}`)
+        return {stdout: this.answer(node, cmd, fail.has(node.name)), stderr: '', code: 0, durationMs: 1}
+      },
+      connect: async () => undefined,
+    } as unknown as SshPool
+  }
+
+  node(name: string): ResolvedNode {
+    return this.config.nodes.find((n) => n.name === name)!
+  }
+
+  flags(name: string): Record<string, string | undefined> {
+    const uri = `sip:${this.node(name).host}:5060`
+    return Object.fromEntries([...this.dispatcher].map(([k, d]) => [k, d.get(uri)]))
+  }
+
+  private count(name: string, consume: boolean): string {
+    const a = this.asterisk.get(name)!
+    if (!a.running) return 'Unable to connect to remote asterisk (does /var/run/asterisk/asterisk.ctl exist?)\n'
+    if (a.pending) return "Command 'core show channels count' cannot be run during shutdown\n"
+    const n = a.calls[0]!
+    if (consume && a.calls.length > 1) a.calls.shift()
+    return `${n * 2} active channels\n${n} active call${n === 1 ? '' : 's'}\n7 calls processed\n`
+  }
+
+  private unitProbe(name: string): string {
+    const a = this.asterisk.get(name)!
+    if (!a.running) return 'inactive\n@@hactl-asterisk@@\n'
+    return `active\n@@hactl-asterisk@@\n${this.count(name, false)}@@hactl-asterisk@@rc 0\n`
+  }
+
+  private list(kam: string): string {
+    const dests = [...this.dispatcher.get(kam)!].map(
+      ([uri, flags]) => `\t\t\t\tDEST: {\n\t\t\t\t\tURI: ${uri}\n\t\t\t\t\tFLAGS: ${flags}\n\t\t\t\t\tPRIORITY: 0\n\t\t\t\t}\n`,
+    )
+    return `{\n\tNRSETS: 1\n\tRECORDS: {\n\t\tSET: {\n\t\t\tID: 1\n\t\t\tTARGETS: {\n${dests.join('')}\t\t\t}\n\t\t}\n\t}\n}\n`
+  }
+
+  private answer(node: ResolvedNode, cmd: string, failSetState: boolean): string {
+    const a = this.asterisk.get(node.name)
+    if (node.roles.includes('kamailio')) {
+      const set = /dispatcher\.set_state (\S+) 1 (\S+)/.exec(cmd)
+      if (set) {
+        const [, state, uri] = set as unknown as [string, string, string]
+        const flags = `${state[0]!.toUpperCase()}${state.includes('p') ? 'P' : 'X'}`
+        if (!failSetState) this.dispatcher.get(node.name)!.set(uri, flags)
+        return `${failSetState ? 'error: 500 - State Update Failed' : 'Ok. Dispatcher state updated.'}\n@@hactl-kam@@rc 0\n${this.list(node.name)}`
+      }
+      if (cmd.includes('dispatcher.list')) return this.list(node.name)
+    }
+    if (a) {
+      if (cmd.includes("'core stop gracefully'") || cmd.includes("'core stop now'")) {
+        if (cmd.includes("'core stop now'") || a.calls[0] === 0) a.running = false
+        else a.pending = true
+        return `@@hactl-stop@@rc 0\n${this.unitProbe(node.name)}`
+      }
+      if (cmd.includes('systemctl is-active')) return this.unitProbe(node.name)
+      if (cmd.includes("'core abort shutdown'")) {
+        a.pending = false
+        return ''
+      }
+      if (cmd.startsWith('systemctl start')) {
+        a.running = true
+        return ''
+      }
+      if (cmd.includes("'core show channels count'")) return this.count(node.name, true)
+    }
+    throw new Error(`the scripted cluster does not know: ${node.name}: ${cmd}`)
+  }
+}

@@ -18,7 +18,10 @@ describe('etcd backup and restore', () => {
 
   before(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'hactl-backup-'))
-    ;[source, target] = await Promise.all([startEtcd({members: 1, name: 'bsrc'}), startEtcd({members: 1, name: 'bdst'})])
+    ;[source, target] = await Promise.all([
+      startEtcd({members: 1, name: 'bsrc'}),
+      startEtcd({members: 1, name: 'bdst'}),
+    ])
     src = await openEtcd(source.config())
     dst = await openEtcd(target.config())
   })
@@ -46,7 +49,11 @@ describe('etcd backup and restore', () => {
     assert.equal(dump.skippedLeased, 1)
     assert.ok(!dump.keys.some((k) => k.key === '/hactl/lock'))
     const bin = dump.keys.find((k) => k.encoding === 'base64')
-    assert.deepEqual(bin, {key: Buffer.from([0xff, 0x00, 0x01]).toString('base64'), value: Buffer.from([0xc3, 0x28]).toString('base64'), encoding: 'base64'})
+    assert.deepEqual(bin, {
+      key: Buffer.from([0xff, 0x00, 0x01]).toString('base64'),
+      value: Buffer.from([0xc3, 0x28]).toString('base64'),
+      encoding: 'base64',
+    })
 
     const now = new Date('2024-05-01T10:15:02.123Z')
     const b = await backupEtcd(src, {cluster: 'lab', dir, now})
@@ -59,7 +66,12 @@ describe('etcd backup and restore', () => {
     // The snapshot is etcd's database followed by its SHA-256.
     const snap = readFileSync(b.snapshotPath)
     assert.equal(snap.length, b.snapshotBytes)
-    assert.deepEqual(createHash('sha256').update(snap.subarray(0, snap.length - 32)).digest(), snap.subarray(snap.length - 32))
+    assert.deepEqual(
+      createHash('sha256')
+        .update(snap.subarray(0, snap.length - 32))
+        .digest(),
+      snap.subarray(snap.length - 32),
+    )
     assert.equal(statSync(b.keysPath).mode & 0o777, 0o600)
     // A second backup in the same second does not overwrite the first.
     const b2 = await backupEtcd(src, {cluster: 'lab', dir, now})
@@ -77,11 +89,17 @@ describe('etcd backup and restore', () => {
     assert.equal(await dst.client.get('/asterisk/ast1/ip').string(), '10.77.0.21')
     assert.equal(await dst.client.get('/asterisk/ast1/weight').string(), '75')
     assert.equal(await dst.client.get('/hactl/lock').string(), null)
-    assert.deepEqual(await dst.client.get(Buffer.from([0xff, 0x00, 0x01])).buffer(), Buffer.from([0xc3, 0x28]))
+    assert.deepEqual(
+      await dst.client.get(Buffer.from([0xff, 0x00, 0x01])).buffer(),
+      Buffer.from([0xc3, 0x28]),
+    )
     assert.equal(await dst.client.getAll().prefix('/bulk/').count(), 25)
 
     // Restoring again changes nothing.
-    assert.deepEqual(await restoreKeys(dst, await readKeysDump(b.keysPath)), {restored: 0, skippedExisting: 29})
+    assert.deepEqual(await restoreKeys(dst, await readKeysDump(b.keysPath)), {
+      restored: 0,
+      skippedExisting: 29,
+    })
   })
 
   test('a dump file that is not ours is refused', async () => {

@@ -13,7 +13,17 @@ import {loadConfig, type HactlConfig} from '../../src/lib/config/load.js'
 import {openEtcd} from '../../src/lib/etcd/client.js'
 import {readDiscoveryUrl} from '../../src/lib/etcd/discovery-config.js'
 import {etcdClusterHealth, type EtcdClusterHealth} from '../../src/lib/etcd/health.js'
-import {exec, labCli, labHosts, labSsh, REPO, restoreLab, useLab, waitFor, type ExecResult} from '../helpers/lab.js'
+import {
+  exec,
+  labCli,
+  labHosts,
+  labSsh,
+  REPO,
+  restoreLab,
+  useLab,
+  waitFor,
+  type ExecResult,
+} from '../helpers/lab.js'
 
 const BUILT = path.join(REPO, 'bin', 'run.js')
 const MARKER = 'hactl-rediscover-marker'
@@ -29,7 +39,10 @@ describe('hactl cluster rediscover (lab)', () => {
   let configPath = ''
   let config: HactlConfig
   let stateHome = ''
-  const etcdHosts = () => labHosts('asterisk').filter((h) => h.etcd).map((h) => h.name)
+  const etcdHosts = () =>
+    labHosts('asterisk')
+      .filter((h) => h.etcd)
+      .map((h) => h.name)
 
   /** The built CLI against the lab, with a state dir of this test's own. */
   const rediscover = (args: string[], timeoutMs = 240_000): Promise<ExecResult> =>
@@ -52,13 +65,19 @@ describe('hactl cluster rediscover (lab)', () => {
     const file = config.etcd.discovery.file
     await Promise.all(
       etcdHosts().map(async (name) => {
-        const r = await labSsh(name, `cat /proc/sys/kernel/random/boot_id; if [ -e ${config.etcd.dataDir}/member/${MARKER} ]; then echo marker; else echo none; fi; cat ${file}`)
+        const r = await labSsh(
+          name,
+          `cat /proc/sys/kernel/random/boot_id; if [ -e ${config.etcd.dataDir}/member/${MARKER} ]; then echo marker; else echo none; fi; cat ${file}`,
+        )
         assert.equal(r.code, 0, `${name}: ${r.stderr}`)
         const [boot = '', marker = '', ...rest] = r.stdout.split('\n')
         out[name] = {
           bootId: boot.trim(),
           marker: marker.trim() === 'marker',
-          url: readDiscoveryUrl(rest.join('\n'), {format: config.etcd.discovery.format, key: config.etcd.discovery.key}),
+          url: readDiscoveryUrl(rest.join('\n'), {
+            format: config.etcd.discovery.format,
+            key: config.etcd.discovery.key,
+          }),
         }
       }),
     )
@@ -66,14 +85,20 @@ describe('hactl cluster rediscover (lab)', () => {
   }
 
   before(async () => {
-    assert.ok(existsSync(path.join(REPO, 'dist', 'commands', 'cluster', 'rediscover.js')), 'build first: npx tsc -p tsconfig.json && npx oclif manifest')
+    assert.ok(
+      existsSync(path.join(REPO, 'dist', 'commands', 'cluster', 'rediscover.js')),
+      'build first: npx tsc -p tsconfig.json && npx oclif manifest',
+    )
     const lab = await useLab()
     release = lab.release
     configPath = lab.configPath
     config = loadConfig({flag: configPath})
     stateHome = mkdtempSync(path.join(tmpdir(), 'hactl-rediscover-state-'))
     // Given: a healthy etcd cluster, and a marker in every member's data dir.
-    await waitFor(async () => (await health()).healthyCount === etcdHosts().length, {timeoutMs: 60_000, what: 'a healthy etcd cluster'})
+    await waitFor(async () => (await health()).healthyCount === etcdHosts().length, {
+      timeoutMs: 60_000,
+      what: 'a healthy etcd cluster',
+    })
     for (const name of etcdHosts()) {
       const r = await labSsh(name, `touch ${config.etcd.dataDir}/member/${MARKER}`)
       assert.equal(r.code, 0, r.stderr)
@@ -103,7 +128,9 @@ describe('hactl cluster rediscover (lab)', () => {
     assert.equal(r.code, 1, r.stderr)
     assert.match(r.stderr, /1 of 3 etcd hosts is not ready \(ast2\); nothing was changed/)
     assert.match(r.stderr, /ast2: unreachable/)
-    await waitFor(async () => (await labSsh('ast2', 'true')).code === 0, {what: 'sshd on ast2 after the heal'})
+    await waitFor(async () => (await labSsh('ast2', 'true')).code === 0, {
+      what: 'sshd on ast2 after the heal',
+    })
     assert.deepEqual(await hostFacts(), before, 'same boot ids, same discovery URL, data untouched')
     const h = await health()
     assert.equal(h.clusterId, clusterBefore)
@@ -156,7 +183,9 @@ describe('hactl cluster rediscover (lab)', () => {
     assert.ok(result.leader?.id)
     assert.ok(result.restore.restored >= 20, JSON.stringify(result.restore))
     assert.ok(statSync(result.backup.snapshotPath).size > 0)
-    assert.ok(result.backup.snapshotPath.startsWith(path.join(stateHome, 'hactl', 'backups', `${config.cluster}-`)))
+    assert.ok(
+      result.backup.snapshotPath.startsWith(path.join(stateHome, 'hactl', 'backups', `${config.cluster}-`)),
+    )
     const dump = JSON.parse(readFileSync(result.backup.keysPath, 'utf8'))
     assert.ok(dump.keys.some((k: {key: string}) => k.key === `${prefix}k0`))
     assert.ok(!dump.keys.some((k: {key: string}) => k.key === `${prefix}leased`))
@@ -192,6 +221,8 @@ describe('hactl cluster rediscover (lab)', () => {
     const used = JSON.parse(readFileSync(path.join(stateHome, 'hactl', 'discovery-used.json'), 'utf8'))
     const urls = used.clusters[config.cluster].map((u: {url: string}) => u.url)
     assert.ok(urls.includes(result.newDiscoveryUrl) && urls.includes(Object.values(before)[0]!.url))
-    process.stderr.write(`rediscovery took ${took} ms (command: ${result.durationMs} ms; phases ${JSON.stringify(result.phases)})\n`)
+    process.stderr.write(
+      `rediscovery took ${took} ms (command: ${result.durationMs} ms; phases ${JSON.stringify(result.phases)})\n`,
+    )
   })
 })

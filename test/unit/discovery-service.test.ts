@@ -37,7 +37,12 @@ function fakeServer() {
     let body = ''
     req.on('data', (d: Buffer) => (body += d.toString()))
     req.on('end', () => {
-      seen.push({method: req.method ?? '', url: req.url ?? '', body, contentType: req.headers['content-type']})
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        body,
+        contentType: req.headers['content-type'],
+      })
       handler(req, body, res)
     })
   })
@@ -61,10 +66,18 @@ function fakeServer() {
 describe('discovery URLs given on the command line', () => {
   test('http and https URLs are accepted, anything else is a usage error (exit 2)', () => {
     assert.equal(parseHttpUrl('http://10.0.0.5:8087', '--discovery-service').host, '10.0.0.5:8087')
-    for (const bad of ['ftp://x/y', 'not a url', '10.0.0.5:8087', 'file:///etc/passwd', 'http://u:p@h/x', 'http://h/x?size=3']) {
+    for (const bad of [
+      'ftp://x/y',
+      'not a url',
+      '10.0.0.5:8087',
+      'file:///etc/passwd',
+      'http://u:p@h/x',
+      'http://h/x?size=3',
+    ]) {
       assert.throws(
         () => parseHttpUrl(bad, '--discovery'),
-        (e: unknown) => e instanceof UserError && e.exitCode === ExitCode.usage && e.message.startsWith('--discovery'),
+        (e: unknown) =>
+          e instanceof UserError && e.exitCode === ExitCode.usage && e.message.startsWith('--discovery'),
         bad,
       )
     }
@@ -72,17 +85,42 @@ describe('discovery URLs given on the command line', () => {
 
   test('the source: --discovery, a discovery service, or an etcd v2 backend', () => {
     const cfg = 'https://discovery.etcd.io'
-    assert.deepEqual(resolveDiscoverySource({configService: cfg}), {kind: 'service', url: 'https://discovery.etcd.io'})
-    assert.deepEqual(resolveDiscoverySource({configService: cfg, discoveryService: 'http://10.77.0.2:8087/'}), {kind: 'service', url: 'http://10.77.0.2:8087'})
-    assert.deepEqual(resolveDiscoverySource({configService: cfg, discoveryService: 'http://10.0.0.9:2379/v2/keys'}), {
-      kind: 'etcd',
-      url: 'http://10.0.0.9:2379/v2/keys/discovery',
+    assert.deepEqual(resolveDiscoverySource({configService: cfg}), {
+      kind: 'service',
+      url: 'https://discovery.etcd.io',
     })
-    assert.deepEqual(resolveDiscoverySource({configService: 'http://10.0.0.9:2379/v2/keys/tokens/'}), {kind: 'etcd', url: 'http://10.0.0.9:2379/v2/keys/tokens'})
-    assert.deepEqual(resolveDiscoverySource({configService: cfg, discovery: 'https://discovery.etcd.io/abc/'}), {kind: 'given', url: 'https://discovery.etcd.io/abc'})
-    assert.throws(() => resolveDiscoverySource({configService: cfg, discovery: 'https://discovery.etcd.io/'}), UserError)
-    assert.throws(() => resolveDiscoverySource({configService: cfg, discovery: 'http://a/x', discoveryService: 'http://b'}), UserError)
-    assert.throws(() => resolveDiscoverySource({configService: cfg, discoveryService: 'gopher://b'}), /--discovery-service/)
+    assert.deepEqual(
+      resolveDiscoverySource({configService: cfg, discoveryService: 'http://10.77.0.2:8087/'}),
+      {kind: 'service', url: 'http://10.77.0.2:8087'},
+    )
+    assert.deepEqual(
+      resolveDiscoverySource({configService: cfg, discoveryService: 'http://10.0.0.9:2379/v2/keys'}),
+      {
+        kind: 'etcd',
+        url: 'http://10.0.0.9:2379/v2/keys/discovery',
+      },
+    )
+    assert.deepEqual(resolveDiscoverySource({configService: 'http://10.0.0.9:2379/v2/keys/tokens/'}), {
+      kind: 'etcd',
+      url: 'http://10.0.0.9:2379/v2/keys/tokens',
+    })
+    assert.deepEqual(
+      resolveDiscoverySource({configService: cfg, discovery: 'https://discovery.etcd.io/abc/'}),
+      {kind: 'given', url: 'https://discovery.etcd.io/abc'},
+    )
+    assert.throws(
+      () => resolveDiscoverySource({configService: cfg, discovery: 'https://discovery.etcd.io/'}),
+      UserError,
+    )
+    assert.throws(
+      () =>
+        resolveDiscoverySource({configService: cfg, discovery: 'http://a/x', discoveryService: 'http://b'}),
+      UserError,
+    )
+    assert.throws(
+      () => resolveDiscoverySource({configService: cfg, discoveryService: 'gopher://b'}),
+      /--discovery-service/,
+    )
   })
 })
 
@@ -133,7 +171,10 @@ describe('new tokens (against a local HTTP server)', () => {
       // never answer
     })
     const t0 = Date.now()
-    await assert.rejects(newDiscoveryUrl({kind: 'service', url: base}, {size: 3, timeoutMs: 300}), /did not answer within 300ms/)
+    await assert.rejects(
+      newDiscoveryUrl({kind: 'service', url: base}, {size: 3, timeoutMs: 300}),
+      /did not answer within 300ms/,
+    )
     assert.ok(Date.now() - t0 < 3000)
   })
 
@@ -141,7 +182,10 @@ describe('new tokens (against a local HTTP server)', () => {
     const dead = fakeServer()
     const deadBase = await dead.listen()
     await dead.close()
-    await assert.rejects(newDiscoveryUrl({kind: 'service', url: deadBase}, {size: 3}), /cannot reach discovery service .*ECONNREFUSED/)
+    await assert.rejects(
+      newDiscoveryUrl({kind: 'service', url: deadBase}, {size: 3}),
+      /cannot reach discovery service .*ECONNREFUSED/,
+    )
   })
 
   test('an etcd v2 backend: PUT <prefix>/<token>/_config/size with prevExist=false', async () => {
@@ -149,7 +193,10 @@ describe('new tokens (against a local HTTP server)', () => {
       res.writeHead(201, {'content-type': 'application/json'})
       res.end('{"action":"create","node":{"key":"/discovery/tok/_config/size","value":"3"}}')
     })
-    const url = await newDiscoveryUrl({kind: 'etcd', url: `${base}/v2/keys/discovery`}, {size: 3, randomToken: () => 'feedfacefeedface'})
+    const url = await newDiscoveryUrl(
+      {kind: 'etcd', url: `${base}/v2/keys/discovery`},
+      {size: 3, randomToken: () => 'feedfacefeedface'},
+    )
     assert.equal(url, `${base}/v2/keys/discovery/feedfacefeedface`)
     assert.equal(srv.seen.length, 1)
     assert.equal(srv.seen[0]!.method, 'PUT')
@@ -162,7 +209,10 @@ describe('new tokens (against a local HTTP server)', () => {
       res.writeHead(412, {'content-type': 'application/json'})
       res.end('{"errorCode":105,"message":"Key already exists"}')
     })
-    await assert.rejects(newDiscoveryUrl({kind: 'etcd', url: `${base}/v2/keys/discovery`}, {size: 3}), /answered 412: .*Key already exists/)
+    await assert.rejects(
+      newDiscoveryUrl({kind: 'etcd', url: `${base}/v2/keys/discovery`}, {size: 3}),
+      /answered 412: .*Key already exists/,
+    )
   })
 
   test('random tokens are 32 hex digits and differ', async () => {
@@ -171,13 +221,17 @@ describe('new tokens (against a local HTTP server)', () => {
       res.writeHead(201)
       res.end('{}')
     })
-    for (let i = 0; i < 5; i++) urls.add(await newDiscoveryUrl({kind: 'etcd', url: `${base}/v2/keys/discovery`}, {size: 1}))
+    for (let i = 0; i < 5; i++)
+      urls.add(await newDiscoveryUrl({kind: 'etcd', url: `${base}/v2/keys/discovery`}, {size: 1}))
     assert.equal(urls.size, 5)
     for (const u of urls) assert.match(u, /\/discovery\/[0-9a-f]{32}$/)
   })
 
   test('a given URL is returned as is, without a request', async () => {
-    assert.equal(await newDiscoveryUrl({kind: 'given', url: 'http://h/v2/keys/discovery/x'}, {size: 3}), 'http://h/v2/keys/discovery/x')
+    assert.equal(
+      await newDiscoveryUrl({kind: 'given', url: 'http://h/v2/keys/discovery/x'}, {size: 3}),
+      'http://h/v2/keys/discovery/x',
+    )
     assert.equal(srv.seen.length, 0)
   })
 
@@ -192,7 +246,11 @@ describe('new tokens (against a local HTTP server)', () => {
             key: '/discovery/tok',
             dir: true,
             nodes: [
-              {key: '/discovery/tok/_config', dir: true, nodes: [{key: '/discovery/tok/_config/size', value: '3'}]},
+              {
+                key: '/discovery/tok/_config',
+                dir: true,
+                nodes: [{key: '/discovery/tok/_config/size', value: '3'}],
+              },
               {key: '/discovery/tok/8e9e05c52164694d', value: 'ast1=http://10.77.0.21:2380'},
             ],
           },
@@ -226,7 +284,12 @@ describe('URLs this cluster has used', () => {
   test('recorded per cluster, idempotent, and refused afterwards', async () => {
     const file = path.join(dir, 'sub', 'discovery-used.json')
     assert.deepEqual(await readUsedUrls('lab', file), [])
-    await recordUsedUrls('lab', ['http://d:2379/v2/keys/discovery/aaa/', 'http://d:2379/v2/keys/discovery/aaa'], 'configured', file)
+    await recordUsedUrls(
+      'lab',
+      ['http://d:2379/v2/keys/discovery/aaa/', 'http://d:2379/v2/keys/discovery/aaa'],
+      'configured',
+      file,
+    )
     await recordUsedUrls('lab', ['http://d:2379/v2/keys/discovery/bbb'], 'new', file)
     await recordUsedUrls('other', ['http://d:2379/v2/keys/discovery/ccc'], 'new', file)
     const used = await readUsedUrls('lab', file)
@@ -241,16 +304,28 @@ describe('URLs this cluster has used', () => {
 
     // Used before (trailing slash or not): refused with exit 2 and a hint.
     assert.throws(
-      () => assertUnusedUrl('http://d:2379/v2/keys/discovery/bbb/', {cluster: 'lab', used, configured: [], file}),
-      (e: unknown) => e instanceof UserError && /already used it/.test(e.message) && e.suggestions.some((s) => s.includes(file)),
+      () =>
+        assertUnusedUrl('http://d:2379/v2/keys/discovery/bbb/', {cluster: 'lab', used, configured: [], file}),
+      (e: unknown) =>
+        e instanceof UserError &&
+        /already used it/.test(e.message) &&
+        e.suggestions.some((s) => s.includes(file)),
     )
     // Configured on a host now: refused, naming the host.
     assert.match(
-      usedUrlReason('http://d:2379/v2/keys/discovery/zzz', {used, configured: [{host: 'ast2', url: 'http://d:2379/v2/keys/discovery/zzz'}, {host: 'ast3', url: null}]}) ?? '',
+      usedUrlReason('http://d:2379/v2/keys/discovery/zzz', {
+        used,
+        configured: [
+          {host: 'ast2', url: 'http://d:2379/v2/keys/discovery/zzz'},
+          {host: 'ast3', url: null},
+        ],
+      }) ?? '',
       /configured now on ast2/,
     )
     // Another cluster's URL and a new one are fine.
-    assert.doesNotThrow(() => assertUnusedUrl('http://d:2379/v2/keys/discovery/ccc', {cluster: 'lab', used, configured: []}))
+    assert.doesNotThrow(() =>
+      assertUnusedUrl('http://d:2379/v2/keys/discovery/ccc', {cluster: 'lab', used, configured: []}),
+    )
     assert.equal(normalizeDiscoveryUrl('HTTP://D:2379/v2/keys/x/'), 'http://d:2379/v2/keys/x')
   })
 

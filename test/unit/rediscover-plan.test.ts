@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict'
 import {spawn, spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {after, before, describe, test} from 'node:test'
@@ -65,15 +75,30 @@ ${extra}nodes:
   )
 }
 
-function runSh(script: string, opts: {stdin?: string; env?: NodeJS.ProcessEnv} = {}): {code: number | null; stdout: string; stderr: string} {
-  const r = spawnSync('/bin/sh', ['-c', script], {input: opts.stdin ?? '', env: {...process.env, ...opts.env}, encoding: 'utf8', timeout: 10_000, killSignal: 'SIGKILL'})
+function runSh(
+  script: string,
+  opts: {stdin?: string; env?: NodeJS.ProcessEnv} = {},
+): {code: number | null; stdout: string; stderr: string} {
+  const r = spawnSync('/bin/sh', ['-c', script], {
+    input: opts.stdin ?? '',
+    env: {...process.env, ...opts.env},
+    encoding: 'utf8',
+    timeout: 10_000,
+    killSignal: 'SIGKILL',
+  })
   return {code: r.status, stdout: r.stdout, stderr: r.stderr}
 }
 
 /** Like runSh, but the event loop keeps running (so a child of this process that dies is reaped). */
-function runShAsync(script: string, opts: {env?: NodeJS.ProcessEnv} = {}): Promise<{code: number | null; stdout: string; stderr: string}> {
+function runShAsync(
+  script: string,
+  opts: {env?: NodeJS.ProcessEnv} = {},
+): Promise<{code: number | null; stdout: string; stderr: string}> {
   return new Promise((resolve) => {
-    const p = spawn('/bin/sh', ['-c', script], {env: {...process.env, ...opts.env}, stdio: ['ignore', 'pipe', 'pipe']})
+    const p = spawn('/bin/sh', ['-c', script], {
+      env: {...process.env, ...opts.env},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
@@ -130,15 +155,30 @@ describe('rediscover: inputs and the path guard', () => {
 
   test('usage errors (exit 2) before anything runs: size, URLs, wipe paths outside the data dir', () => {
     const usage = (e: unknown) => e instanceof UserError && e.exitCode === ExitCode.usage
-    assert.throws(() => validateRediscoverInputs(config, {restore: true, size: 4}), (e: unknown) => usage(e) && /more than the 3 etcd hosts/.test((e as Error).message))
+    assert.throws(
+      () => validateRediscoverInputs(config, {restore: true, size: 4}),
+      (e: unknown) => usage(e) && /more than the 3 etcd hosts/.test((e as Error).message),
+    )
     assert.throws(() => validateRediscoverInputs(config, {restore: true, size: 0}), usage)
     assert.throws(() => validateRediscoverInputs(config, {restore: true, discovery: 'ftp://x/y'}), usage)
     assert.throws(() => validateRediscoverInputs(config, {restore: true, discoveryService: 'nope'}), usage)
-    assert.throws(() => validateRediscoverInputs(config, {restore: true, discovery: 'http://a/b', discoveryService: 'http://c'}), usage)
+    assert.throws(
+      () =>
+        validateRediscoverInputs(config, {
+          restore: true,
+          discovery: 'http://a/b',
+          discoveryService: 'http://c',
+        }),
+      usage,
+    )
     // The schema refuses these too; the guard holds even for a config built another way.
     for (const wipe of [['../../etc'], ['/etc'], ['.'], ['member', 'a/../../b']]) {
       const bad = {...config, etcd: {...config.etcd, wipe}}
-      assert.throws(() => validateRediscoverInputs(bad, {restore: true}), (e: unknown) => usage(e) && /etcd\.wipe/.test((e as Error).message), wipe.join(','))
+      assert.throws(
+        () => validateRediscoverInputs(bad, {restore: true}),
+        (e: unknown) => usage(e) && /etcd\.wipe/.test((e as Error).message),
+        wipe.join(','),
+      )
     }
     const noEtcd = {...config, nodes: config.nodes.filter((n) => !n.roles.includes('etcd'))}
     assert.throws(() => validateRediscoverInputs(noEtcd, {restore: true}), /no node has the etcd role/)
@@ -188,7 +228,9 @@ describe('rediscover: the preflight probe (run here with /bin/sh)', () => {
   })
 
   test('parsePathsSection: present, absent, escaping', () => {
-    const r = parsePathsSection('data\t/var/lib/etcd\npresent\t/var/lib/etcd/member\t/var/lib/etcd/member\nabsent\t/var/lib/etcd/log\t/var/lib/etcd/log\npresent\t/var/lib/etcd/conf\t/etc')
+    const r = parsePathsSection(
+      'data\t/var/lib/etcd\npresent\t/var/lib/etcd/member\t/var/lib/etcd/member\nabsent\t/var/lib/etcd/log\t/var/lib/etcd/log\npresent\t/var/lib/etcd/conf\t/etc',
+    )
     assert.deepEqual(r.present, ['/var/lib/etcd/member', '/var/lib/etcd/conf'])
     assert.equal(r.problems.length, 1)
     assert.match(r.problems[0]!, /\/var\/lib\/etcd\/conf resolves to \/etc/)
@@ -199,9 +241,15 @@ describe('rediscover: the preflight probe (run here with /bin/sh)', () => {
     const out = (disc: string, code: number) =>
       `${m}boot_id\n0123456789abcdef-aaaa\n${m}rc 0\n${m}service\nactive\n${m}rc 0\n${m}discovery\n${disc}\n${m}rc ${code}\n${m}paths\ndata\t/var/lib/etcd\n${m}rc 0\n`
     assert.match(String(hostFactsFrom(config, node, out('', 3))), /does not exist/)
-    assert.match(String(hostFactsFrom(config, node, out(Buffer.from('coreos: [1, 2\n').toString('base64'), 0))), /cannot edit/)
+    assert.match(
+      String(hostFactsFrom(config, node, out(Buffer.from('coreos: [1, 2\n').toString('base64'), 0))),
+      /cannot edit/,
+    )
     assert.match(String(hostFactsFrom(config, node, 'ssh banner only')), /boot id/)
-    const env = {...config, etcd: {...config.etcd, discovery: {...config.etcd.discovery, format: 'env' as const}}}
+    const env = {
+      ...config,
+      etcd: {...config.etcd, discovery: {...config.etcd.discovery, format: 'env' as const}},
+    }
     const f = hostFactsFrom(env, node, out('', 3))
     assert.ok(typeof f !== 'string')
     assert.equal(f.discoveryFileExists, false)
@@ -212,7 +260,11 @@ describe('rediscover: the preflight probe (run here with /bin/sh)', () => {
 describe('rediscover: the plan', () => {
   const config = labConfig('/r')
   const v = validateRediscoverInputs(config, {restore: true})
-  const s = planSettings(config, {stateDir: '/home/op/.local/state/hactl', rebootTimeoutMs: 600_000, healthTimeoutMs: 300_000})
+  const s = planSettings(config, {
+    stateDir: '/home/op/.local/state/hactl',
+    rebootTimeoutMs: 600_000,
+    healthTimeoutMs: 300_000,
+  })
 
   test('etcd answers: backup, lock, restore; rendered with hosts, paths, discovery service, reboots', async () => {
     const plan = planRediscover(facts(), v, s)
@@ -245,11 +297,18 @@ describe('rediscover: the plan', () => {
   })
 
   test('etcd down: no backup possible, no lock, nothing to restore, and the plan says so', async () => {
-    const f = facts({etcd: {answering: false, healthy: 0, total: 0, members: [], error: 'etcd unreachable at http://10.77.0.21:2379'}}, [
-      {service: 'failed', present: []},
-      {},
-      {discoveryUrl: 'http://10.77.0.2:2379/v2/keys/discovery/newer'},
-    ])
+    const f = facts(
+      {
+        etcd: {
+          answering: false,
+          healthy: 0,
+          total: 0,
+          members: [],
+          error: 'etcd unreachable at http://10.77.0.21:2379',
+        },
+      },
+      [{service: 'failed', present: []}, {}, {discoveryUrl: 'http://10.77.0.2:2379/v2/keys/discovery/newer'}],
+    )
     const plan = planRediscover(f, v, s)
     assert.equal(plan.backup.take, false)
     assert.deepEqual(plan.restore, {enabled: false, reason: 'nothing to restore: no backup'})
@@ -264,7 +323,12 @@ describe('rediscover: the plan', () => {
   })
 
   test('an unfinished earlier run: its keys are restored; --no-restore turns restoring off', () => {
-    const pending = {cluster: 'lab', startedAt: '2024-05-01T10:00:00Z', newUrl: 'http://x/v2/keys/discovery/t', keysPath: '/s/backups/lab-1.keys.json'}
+    const pending = {
+      cluster: 'lab',
+      startedAt: '2024-05-01T10:00:00Z',
+      newUrl: 'http://x/v2/keys/discovery/t',
+      keysPath: '/s/backups/lab-1.keys.json',
+    }
     const down = {answering: false, healthy: 0, total: 0, members: []}
     const plan = planRediscover(facts({etcd: down, pending}), v, s)
     assert.deepEqual(plan.restore, {enabled: true, pending: '/s/backups/lab-1.keys.json'})
@@ -276,13 +340,43 @@ describe('rediscover: the plan', () => {
   test('--discovery: a URL this cluster used, or one with members registered, is refused; its size must match', () => {
     const given = (url: string) => ({...v, source: {kind: 'given' as const, url}})
     const used: UsedUrl[] = [{url: 'http://d/v2/keys/discovery/used', at: '2024-01-01T00:00:00Z', how: 'new'}]
-    assert.throws(() => planRediscover(facts({used}), given('http://d/v2/keys/discovery/used'), s), (e: unknown) => e instanceof UserError && /already used it/.test(e.message))
-    assert.throws(() => planRediscover(facts(), given('http://10.77.0.2:2379/v2/keys/discovery/oldtoken'), s), /configured now on ast1, ast2, ast3/)
-    assert.throws(() => planRediscover(facts({given: {facts: {size: 3, registered: 2}}}), given('http://d/v2/keys/discovery/t2'), s), /2 registered member/)
-    assert.throws(() => planRediscover(facts({given: {facts: {size: 5, registered: 0}}}), given('http://d/v2/keys/discovery/t3'), s), /cluster of 5, not 3/)
-    const ok = planRediscover(facts({given: {facts: {size: 3, registered: 0}}}), given('http://d/v2/keys/discovery/t4'), s)
+    assert.throws(
+      () => planRediscover(facts({used}), given('http://d/v2/keys/discovery/used'), s),
+      (e: unknown) => e instanceof UserError && /already used it/.test(e.message),
+    )
+    assert.throws(
+      () => planRediscover(facts(), given('http://10.77.0.2:2379/v2/keys/discovery/oldtoken'), s),
+      /configured now on ast1, ast2, ast3/,
+    )
+    assert.throws(
+      () =>
+        planRediscover(
+          facts({given: {facts: {size: 3, registered: 2}}}),
+          given('http://d/v2/keys/discovery/t2'),
+          s,
+        ),
+      /2 registered member/,
+    )
+    assert.throws(
+      () =>
+        planRediscover(
+          facts({given: {facts: {size: 5, registered: 0}}}),
+          given('http://d/v2/keys/discovery/t3'),
+          s,
+        ),
+      /cluster of 5, not 3/,
+    )
+    const ok = planRediscover(
+      facts({given: {facts: {size: 3, registered: 0}}}),
+      given('http://d/v2/keys/discovery/t4'),
+      s,
+    )
     assert.match(ok.steps[1]!, /use the given discovery URL http:\/\/d\/v2\/keys\/discovery\/t4/)
-    const unchecked = planRediscover(facts({given: {error: 'ECONNREFUSED'}}), given('http://d/v2/keys/discovery/t5'), s)
+    const unchecked = planRediscover(
+      facts({given: {error: 'ECONNREFUSED'}}),
+      given('http://d/v2/keys/discovery/t5'),
+      s,
+    )
     assert.ok(unchecked.warnings.some((w) => /could not check the given discovery URL/.test(w)))
   })
 
@@ -307,7 +401,15 @@ describe('rediscover: the plan', () => {
       ],
       leader: {id: '2222222222222222', name: 'ast2'},
       hosts: [{name: 'ast1', host: '10.77.0.21', oldBootId: 'aaaaaaaa-1', newBootId: 'bbbbbbbb-2'}],
-      backup: {snapshotPath: '/b/lab-1.db', snapshotBytes: 20512, snapshotVerified: true, keysPath: '/b/lab-1.keys.json', keys: 12, skippedLeased: 1, revision: '40'},
+      backup: {
+        snapshotPath: '/b/lab-1.db',
+        snapshotBytes: 20512,
+        snapshotVerified: true,
+        keysPath: '/b/lab-1.keys.json',
+        keys: 12,
+        skippedLeased: 1,
+        revision: '40',
+      },
       restore: {restored: 11, skippedExisting: 1, from: ['/b/lab-1.keys.json']},
       lock: {held: true, note: ''},
       warnings: [],
@@ -352,10 +454,15 @@ describe('rediscover: remote commands (run here with /bin/sh)', () => {
     assert.equal(stale.code, 3)
     assert.match(stale.stderr, /changed since the preflight/)
     assert.equal(readFileSync(file, 'utf8'), next)
-    assert.equal(spawnSync('/bin/sh', ['-c', `ls -A ${path.dirname(file)}`], {encoding: 'utf8'}).stdout.trim(), 'user_data')
+    assert.equal(
+      spawnSync('/bin/sh', ['-c', `ls -A ${path.dirname(file)}`], {encoding: 'utf8'}).stdout.trim(),
+      'user_data',
+    )
     // A file that does not exist yet (env drop-in): created.
     const drop = path.join(root, 'run', 'etcd2.service.d', '20-discovery.conf')
-    const created = runSh(writeDiscoveryCommand(drop, {exists: false, sha256: ''}), {stdin: 'ETCD_DISCOVERY=http://x/y\n'})
+    const created = runSh(writeDiscoveryCommand(drop, {exists: false, sha256: ''}), {
+      stdin: 'ETCD_DISCOVERY=http://x/y\n',
+    })
     assert.equal(created.code, 0, created.stderr)
     assert.equal(readFileSync(drop, 'utf8'), 'ETCD_DISCOVERY=http://x/y\n')
     // Values that look like shell are data: a path with a quote and spaces.
@@ -369,7 +476,10 @@ describe('rediscover: remote commands (run here with /bin/sh)', () => {
     // Given: a systemctl stand-in like the lab's (no `kill` verb) and a "etcd" that ignores SIGTERM.
     const bin = path.join(root, 'bin')
     mkdirSync(bin, {recursive: true})
-    const etcd = spawn('/bin/sh', ['-c', 'trap "" TERM; while :; do sleep 0.05; done'], {detached: true, stdio: 'ignore'})
+    const etcd = spawn('/bin/sh', ['-c', 'trap "" TERM; while :; do sleep 0.05; done'], {
+      detached: true,
+      stdio: 'ignore',
+    })
     const pidFile = path.join(root, 'pid')
     const log = path.join(root, 'systemctl.log')
     writeFileSync(pidFile, String(etcd.pid))
@@ -416,7 +526,10 @@ esac
     writeFileSync(path.join(host, 'user_data'), CLOUD_CONFIG)
     const bin = path.join(root, 'bin2')
     mkdirSync(bin, {recursive: true})
-    writeFileSync(path.join(bin, 'systemctl'), '#!/bin/sh\ncase "$1" in show) echo MainPID=0 ;; kill) exit 1 ;; is-active) echo inactive; exit 3 ;; esac\nexit 0\n')
+    writeFileSync(
+      path.join(bin, 'systemctl'),
+      '#!/bin/sh\ncase "$1" in show) echo MainPID=0 ;; kill) exit 1 ;; is-active) echo inactive; exit 3 ;; esac\nexit 0\n',
+    )
     chmodSync(path.join(bin, 'systemctl'), 0o755)
     const reboots = path.join(root, 'reboots')
     writeFileSync(path.join(bin, 'reboot'), `#!/bin/sh\necho reboot >> ${reboots}\n`)
@@ -430,7 +543,10 @@ esac
     // When / Then: all three steps, in one script.
     const ok = runSh(prepareHostCommand(c, v.wipe, {exists: true, sha256}), {stdin: next, env})
     assert.equal(ok.code, 0, ok.stderr)
-    assert.deepEqual(parsePrepareOutput(ok.stdout), {stage: 'reboot issued', lines: [`removed ${path.join(host, 'var/lib/etcd/member')}`]})
+    assert.deepEqual(parsePrepareOutput(ok.stdout), {
+      stage: 'reboot issued',
+      lines: [`removed ${path.join(host, 'var/lib/etcd/member')}`],
+    })
     assert.equal(readFileSync(reboots, 'utf8'), 'reboot\n')
     assert.ok(!existsSync(path.join(host, 'var/lib/etcd/member')))
     assert.equal(readFileSync(path.join(host, 'user_data'), 'utf8'), next)
@@ -441,7 +557,10 @@ esac
     symlinkSync(outside, path.join(host, 'var/lib/etcd/member'))
     try {
       const sha2 = createHash('sha256').update(next).digest('hex')
-      const refused = runSh(prepareHostCommand(c, v.wipe, {exists: true, sha256: sha2}), {stdin: 'should not be written', env})
+      const refused = runSh(prepareHostCommand(c, v.wipe, {exists: true, sha256: sha2}), {
+        stdin: 'should not be written',
+        env,
+      })
       assert.equal(refused.code, 11)
       assert.equal(parsePrepareOutput(refused.stdout).stage, 'etcd stopped')
       assert.match(refused.stderr, /refusing to wipe/)
@@ -460,19 +579,36 @@ esac
     const count = path.join(root, 'count')
     writeFileSync(count, '')
     // Active on the third look.
-    writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho x >> ${count}\nif [ $(wc -l < ${count}) -ge 3 ]; then echo active; else echo activating; exit 3; fi\n`)
+    writeFileSync(
+      path.join(bin, 'systemctl'),
+      `#!/bin/sh\necho x >> ${count}\nif [ $(wc -l < ${count}) -ge 3 ]; then echo active; else echo activating; exit 3; fi\n`,
+    )
     chmodSync(path.join(bin, 'systemctl'), 0o755)
     const env = {PATH: `${bin}:${process.env.PATH}`}
     assert.deepEqual(runSh(waitProbeCommand('etcd2', boot, 5000), {env}).stdout.split('\n'), [boot, ''])
     assert.equal(readFileSync(count, 'utf8'), '', 'no unit check on the old boot')
-    assert.deepEqual(runSh(waitProbeCommand('etcd2', 'some-old-boot', 5000), {env}).stdout.split('\n'), [boot, 'active', ''])
+    assert.deepEqual(runSh(waitProbeCommand('etcd2', 'some-old-boot', 5000), {env}).stdout.split('\n'), [
+      boot,
+      'active',
+      '',
+    ])
     writeFileSync(count, '')
-    assert.deepEqual(runSh(waitProbeCommand('etcd2', 'some-old-boot', 100), {env}).stdout.split('\n'), [boot, 'activating', ''])
+    assert.deepEqual(runSh(waitProbeCommand('etcd2', 'some-old-boot', 100), {env}).stdout.split('\n'), [
+      boot,
+      'activating',
+      '',
+    ])
   })
 })
 
 /** A stand-in for SshPool: answers from a script of responses per command kind. */
-function fakePool(respond: (node: ResolvedNode, command: string, stdin?: string) => Promise<{stdout?: string; code?: number | null}> | {stdout?: string; code?: number | null}) {
+function fakePool(
+  respond: (
+    node: ResolvedNode,
+    command: string,
+    stdin?: string,
+  ) => Promise<{stdout?: string; code?: number | null}> | {stdout?: string; code?: number | null},
+) {
   const calls: Array<{node: string; command: string}> = []
   const drops: string[] = []
   const pool = {
@@ -500,14 +636,38 @@ describe('rediscover: reboot and wait (fake SSH)', () => {
   test('a prepare session: finished, cut by the reboot after the write, or cut before anything', () => {
     const M = '@@hactl-step:'
     const all = `${M}stopped\nremoved /var/lib/etcd/member\n${M}wiped\n${M}written\n${M}rebooting\n`
-    assert.deepEqual(interpretPrepare({stdout: all, stderr: '', code: 0}), {stage: 'reboot issued', removed: ['/var/lib/etcd/member']})
+    assert.deepEqual(interpretPrepare({stdout: all, stderr: '', code: 0}), {
+      stage: 'reboot issued',
+      removed: ['/var/lib/etcd/member'],
+    })
     // The reboot cut the session before its exit status came: issued all the same.
-    assert.deepEqual(interpretPrepare({stdout: `${M}stopped\n${M}wiped\n${M}written\n`, stderr: '', code: null}), {stage: 'reboot issued', removed: []})
-    assert.deepEqual(interpretPrepare({stdout: '', stderr: '', code: null}), {stage: 'unknown', removed: [], error: 'the SSH session was cut before the host reported anything'})
-    const refused = interpretPrepare({stdout: `${M}stopped\n`, stderr: 'hactl: refusing to wipe /var/lib/etcd/member: it resolves to /etc\n', code: 11})
+    assert.deepEqual(
+      interpretPrepare({stdout: `${M}stopped\n${M}wiped\n${M}written\n`, stderr: '', code: null}),
+      {stage: 'reboot issued', removed: []},
+    )
+    assert.deepEqual(interpretPrepare({stdout: '', stderr: '', code: null}), {
+      stage: 'unknown',
+      removed: [],
+      error: 'the SSH session was cut before the host reported anything',
+    })
+    const refused = interpretPrepare({
+      stdout: `${M}stopped\n`,
+      stderr: 'hactl: refusing to wipe /var/lib/etcd/member: it resolves to /etc\n',
+      code: 11,
+    })
     assert.equal(refused.stage, 'etcd stopped')
-    assert.equal(refused.error, 'removing the data paths failed: hactl: refusing to wipe /var/lib/etcd/member: it resolves to /etc')
-    assert.match(interpretPrepare({stdout: `${M}stopped\n${M}wiped\n${M}written\n`, stderr: 'Failed to reboot system: permission denied', code: 13}).error!, /^reboot failed: Failed to reboot/)
+    assert.equal(
+      refused.error,
+      'removing the data paths failed: hactl: refusing to wipe /var/lib/etcd/member: it resolves to /etc',
+    )
+    assert.match(
+      interpretPrepare({
+        stdout: `${M}stopped\n${M}wiped\n${M}written\n`,
+        stderr: 'Failed to reboot system: permission denied',
+        code: 13,
+      }).error!,
+      /^reboot failed: Failed to reboot/,
+    )
     assert.match(interpretPrepare({stdout: `${M}stopped\n`, stderr: '', code: null}).error!, /session cut/)
   })
 
@@ -522,9 +682,17 @@ describe('rediscover: reboot and wait (fake SSH)', () => {
     ]
     const pool = fakePool(() => answers.shift()!())
     const states: string[] = []
-    const back = await waitForReboot(pool as unknown as SshPool, node, 'old-boot', 'etcd2', {timeoutMs: 5000, pollMs: 1, onState: (stage, detail) => states.push(`${stage}: ${detail}`)})
+    const back = await waitForReboot(pool as unknown as SshPool, node, 'old-boot', 'etcd2', {
+      timeoutMs: 5000,
+      pollMs: 1,
+      onState: (stage, detail) => states.push(`${stage}: ${detail}`),
+    })
     assert.deepEqual(back, {bootId: 'new-boot'})
-    assert.deepEqual(states, ['reboot issued: old system still up', 'reboot issued: waiting for SSH', 'rebooted: back (boot new-boot), etcd2 activating'])
+    assert.deepEqual(states, [
+      'reboot issued: old system still up',
+      'reboot issued: waiting for SSH',
+      'rebooted: back (boot new-boot), etcd2 activating',
+    ])
     assert.deepEqual(pool.drops, ['ast1', 'ast1'])
   })
 
@@ -537,10 +705,20 @@ describe('rediscover: reboot and wait (fake SSH)', () => {
     const down = fakePool(() => {
       throw new UnreachableError('ast1', 'no route to host')
     })
-    await assert.rejects(waitForReboot(down as unknown as SshPool, node, 'old-boot', 'etcd2', {timeoutMs: 100, pollMs: 10}), /not back after 100ms \(--reboot-timeout\): unreachable: no route to host/)
+    await assert.rejects(
+      waitForReboot(down as unknown as SshPool, node, 'old-boot', 'etcd2', {timeoutMs: 100, pollMs: 10}),
+      /not back after 100ms \(--reboot-timeout\): unreachable: no route to host/,
+    )
     const ctl = new AbortController()
     ctl.abort()
-    await assert.rejects(waitForReboot(down as unknown as SshPool, node, 'old-boot', 'etcd2', {timeoutMs: 10_000, pollMs: 10, signal: ctl.signal}), InterruptedError)
+    await assert.rejects(
+      waitForReboot(down as unknown as SshPool, node, 'old-boot', 'etcd2', {
+        timeoutMs: 10_000,
+        pollMs: 10,
+        signal: ctl.signal,
+      }),
+      InterruptedError,
+    )
   })
 })
 
@@ -566,7 +744,8 @@ describe('rediscover: the whole run against fake hosts (nothing changes before t
   /** Runs the preflight script here, as if each host were this machine with its own boot id. */
   const hosts = (unreachable: string[] = []) =>
     fakePool((node, command) => {
-      if (unreachable.includes(node.name)) throw new UnreachableError(node.name, `connection refused (${node.host}:22)`)
+      if (unreachable.includes(node.name))
+        throw new UnreachableError(node.name, `connection refused (${node.host}:22)`)
       if (!command.includes('@@hactl-rediscover:')) return {code: 99}
       const out = runSh(command).stdout
       return {stdout: out.replace(/^[0-9a-f-]{36}$/m, bootIds.get(node.name)!)}
@@ -576,10 +755,18 @@ describe('rediscover: the whole run against fake hosts (nothing changes before t
     const pool = hosts(['ast2'])
     const events: RediscoverEvent[] = []
     await assert.rejects(
-      rediscoverCluster(config, pool as unknown as SshPool, {restore: true, stateDir: state, onEvent: (e) => events.push(e), confirm: async () => true}),
+      rediscoverCluster(config, pool as unknown as SshPool, {
+        restore: true,
+        stateDir: state,
+        onEvent: (e) => events.push(e),
+        confirm: async () => true,
+      }),
       (e: unknown) => {
         assert.ok(e instanceof RediscoverPreflightError)
-        assert.deepEqual(e.hosts.map((h) => h.name), ['ast2'])
+        assert.deepEqual(
+          e.hosts.map((h) => h.name),
+          ['ast2'],
+        )
         assert.equal(e.exitCode, 1)
         assert.match(e.message, /1 of 3 etcd hosts is not ready \(ast2\); nothing was changed/)
         assert.match(e.message, /ast2: unreachable: connection refused/)
@@ -587,7 +774,10 @@ describe('rediscover: the whole run against fake hosts (nothing changes before t
         return true
       },
     )
-    assert.ok(pool.calls.every((c) => c.command.includes('@@hactl-rediscover:')), 'only the read-only probe ran')
+    assert.ok(
+      pool.calls.every((c) => c.command.includes('@@hactl-rediscover:')),
+      'only the read-only probe ran',
+    )
     assert.deepEqual(pool.calls.map((c) => c.node).sort(), ['ast1', 'ast2', 'ast3'])
     assert.ok(events.some((e) => e.type === 'host' && e.host === 'ast2' && e.state === 'failed'))
     assert.ok(!existsSync(path.join(state, 'discovery-used.json')))
@@ -596,11 +786,19 @@ describe('rediscover: the whole run against fake hosts (nothing changes before t
   test('dry run: the plan, read-only probes only; declined: the same', async () => {
     const pool = hosts()
     let printed = ''
-    const r = await rediscoverCluster(config, pool as unknown as SshPool, {restore: true, dryRun: true, stateDir: state, onPlan: async (p) => void (printed = await renderPlan(p))})
+    const r = await rediscoverCluster(config, pool as unknown as SshPool, {
+      restore: true,
+      dryRun: true,
+      stateDir: state,
+      onPlan: async (p) => void (printed = await renderPlan(p)),
+    })
     assert.equal(r.status, 'dry-run')
     assert.equal(r.plan.etcd.answering, false)
     assert.match(printed, /no backup: etcd does not answer/)
-    assert.deepEqual(r.plan.hosts.map((h) => h.bootId.slice(0, 8)), ['11111111', '22222222', '33333333'])
+    assert.deepEqual(
+      r.plan.hosts.map((h) => h.bootId.slice(0, 8)),
+      ['11111111', '22222222', '33333333'],
+    )
     assert.equal(pool.calls.length, 3)
 
     const asked: string[] = []
@@ -621,11 +819,22 @@ describe('rediscover: the whole run against fake hosts (nothing changes before t
 
   test('the discovery service fails: nothing changed on the hosts (no stop was sent)', async () => {
     const pool = hosts()
-    await assert.rejects(rediscoverCluster(config, pool as unknown as SshPool, {restore: true, stateDir: state, confirm: async () => true, tokenTimeoutMs: 2000}), (e: unknown) => {
-      assert.ok(e instanceof HactlError)
-      assert.match(e.message, /cannot reach discovery service http:\/\/127\.0\.0\.1:1\/new\?size=3.*nothing was changed on the hosts/)
-      return true
-    })
+    await assert.rejects(
+      rediscoverCluster(config, pool as unknown as SshPool, {
+        restore: true,
+        stateDir: state,
+        confirm: async () => true,
+        tokenTimeoutMs: 2000,
+      }),
+      (e: unknown) => {
+        assert.ok(e instanceof HactlError)
+        assert.match(
+          e.message,
+          /cannot reach discovery service http:\/\/127\.0\.0\.1:1\/new\?size=3.*nothing was changed on the hosts/,
+        )
+        return true
+      },
+    )
     assert.ok(pool.calls.every((c) => c.command.includes('@@hactl-rediscover:')))
   })
 
@@ -642,7 +851,8 @@ describe('rediscover: the whole run against fake hosts (nothing changes before t
           return true
         },
       }),
-      (e: unknown) => e instanceof InterruptedError && e.exitCode === 130 && /nothing was changed/.test(e.message),
+      (e: unknown) =>
+        e instanceof InterruptedError && e.exitCode === 130 && /nothing was changed/.test(e.message),
     )
     assert.ok(pool.calls.every((c) => c.command.includes('@@hactl-rediscover:')))
   })
@@ -651,7 +861,9 @@ describe('rediscover: the whole run against fake hosts (nothing changes before t
 describe('rediscover: plain progress lines (no terminal)', () => {
   test('a line per phase and host change, members joined x/N', () => {
     let out = ''
-    const p = new PlainProgress({write: (s: string) => ((out += s), true)} as unknown as NodeJS.WritableStream)
+    const p = new PlainProgress({
+      write: (s: string) => ((out += s), true),
+    } as unknown as NodeJS.WritableStream)
     p.onEvent({type: 'phase', phase: 'wait-ssh', state: 'start'})
     p.onEvent({type: 'host', phase: 'wait-ssh', host: 'ast1', state: 'start'})
     p.onEvent({type: 'host', phase: 'wait-ssh', host: 'ast1', state: 'done'})
@@ -680,6 +892,9 @@ describe('rediscover: plain progress lines (no terminal)', () => {
     )
     assert.equal(e.exitCode, 1)
     assert.match(e.message, /ast2: etcd stopped, data still there; FAILED: remove the data paths/)
-    assert.match(e.suggestions[0]!, /run `hactl cluster rediscover` again to complete it: it gets a new token .*lab-1\.keys\.json/)
+    assert.match(
+      e.suggestions[0]!,
+      /run `hactl cluster rediscover` again to complete it: it gets a new token .*lab-1\.keys\.json/,
+    )
   })
 })

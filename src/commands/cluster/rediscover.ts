@@ -7,7 +7,9 @@ import type {RediscoverPlan, RediscoverResult} from '../../lib/ops/rediscover.js
 const duration = Flags.custom<number>({
   parse: async (input: string) => {
     const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(input.trim())
-    const ms = m ? Math.round(Number(m[1]) * ({ms: 1, s: 1000, m: 60_000, h: 3_600_000}[m[2] ?? 's'] ?? 1000)) : Number.NaN
+    const ms = m
+      ? Math.round(Number(m[1]) * ({ms: 1, s: 1000, m: 60_000, h: 3_600_000}[m[2] ?? 's'] ?? 1000))
+      : Number.NaN
     if (!(ms > 0)) throw new UserError(`not a duration: ${JSON.stringify(input)} (use e.g. 90s, 5m, 1h)`)
     return ms
   },
@@ -39,9 +41,14 @@ Exit status: 0 done; 1 failed (before step 5 nothing was changed; after it, see 
   ]
 
   static override flags = {
-    size: Flags.integer({summary: 'Members of the new cluster (default: the number of etcd hosts).', min: 1, max: 99}),
+    size: Flags.integer({
+      summary: 'Members of the new cluster (default: the number of etcd hosts).',
+      min: 1,
+      max: 99,
+    }),
     'discovery-service': Flags.string({
-      summary: 'Where to get the new token: a discovery service (GET /new?size=N) or an etcd v2 URL ending in /v2/keys[/prefix].',
+      summary:
+        'Where to get the new token: a discovery service (GET /new?size=N) or an etcd v2 URL ending in /v2/keys[/prefix].',
       exclusive: ['discovery'],
       helpValue: 'URL',
     }),
@@ -57,7 +64,8 @@ Exit status: 0 done; 1 failed (before step 5 nothing was changed; after it, see 
     }),
     'dry-run': Flags.boolean({summary: 'Show the plan and stop; changes nothing.'}),
     'reboot-timeout': duration({
-      summary: 'How long to wait for each host to come back with a new boot id and etcd active (e.g. 90s, 10m).',
+      summary:
+        'How long to wait for each host to come back with a new boot id and etcd active (e.g. 90s, 10m).',
       default: 10 * 60_000,
       defaultHelp: async () => '10m',
       helpValue: 'DURATION',
@@ -77,7 +85,9 @@ Exit status: 0 done; 1 failed (before step 5 nothing was changed; after it, see 
     const inputs = {
       ...(this.flags.size === undefined ? {} : {size: this.flags.size}),
       ...(this.flags.discovery === undefined ? {} : {discovery: this.flags.discovery}),
-      ...(this.flags['discovery-service'] === undefined ? {} : {discoveryService: this.flags['discovery-service']}),
+      ...(this.flags['discovery-service'] === undefined
+        ? {}
+        : {discoveryService: this.flags['discovery-service']}),
       restore: this.flags.restore,
     }
     // Usage errors (bad URL, --size, wipe paths) before anything runs anywhere.
@@ -92,10 +102,14 @@ Exit status: 0 done; 1 failed (before step 5 nothing was changed; after it, see 
     const onSigint = () => {
       presses++
       if (presses === 1) {
-        process.stderr.write('\nInterrupted: stopping after the current step (Ctrl-C again to quit at once)...\n')
+        process.stderr.write(
+          '\nInterrupted: stopping after the current step (Ctrl-C again to quit at once)...\n',
+        )
         controller.abort(new InterruptedError())
       } else {
-        process.stderr.write(`\nQuit. The hosts may be half way: run \`${this.config.bin} cluster rediscover\` again to complete the rediscovery.\n`)
+        process.stderr.write(
+          `\nQuit. The hosts may be half way: run \`${this.config.bin} cluster rediscover\` again to complete the rediscovery.\n`,
+        )
         process.exit(130)
       }
     }
@@ -137,15 +151,21 @@ Exit status: 0 done; 1 failed (before step 5 nothing was changed; after it, see 
   private async confirm(plan: RediscoverPlan): Promise<boolean> {
     if (this.flags.yes) return true
     if (!this.interactive) {
-      throw new UserError('refusing to rediscover without a confirmation, and there is no terminal to ask (or --json is set)', [
-        `add --yes to confirm: ${this.config.bin} cluster rediscover --yes`,
-        `see the plan first: ${this.config.bin} cluster rediscover --dry-run`,
-      ])
+      throw new UserError(
+        'refusing to rediscover without a confirmation, and there is no terminal to ask (or --json is set)',
+        [
+          `add --yes to confirm: ${this.config.bin} cluster rediscover --yes`,
+          `see the plan first: ${this.config.bin} cluster rediscover --dry-run`,
+        ],
+      )
     }
     const {confirm} = await import('@inquirer/prompts')
     try {
       return await confirm(
-        {message: `Wipe etcd on ${plan.hosts.map((h) => h.name).join(', ')} and reboot them? The keyspace is rebuilt from scratch.`, default: false},
+        {
+          message: `Wipe etcd on ${plan.hosts.map((h) => h.name).join(', ')} and reboot them? The keyspace is rebuilt from scratch.`,
+          default: false,
+        },
         {output: process.stderr},
       )
     } catch (error) {

@@ -47,6 +47,11 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
     }),
     reason: Flags.string({summary: 'Why: stored with the maintenance mark in etcd, shown by hactl status.', helpValue: 'TEXT'}),
     'dry-run': Flags.boolean({summary: 'Print the plan and change nothing.'}),
+    'wait-lock': Flags.custom<number>({
+      summary: 'When another hactl run holds the cluster lock, wait this long for it (e.g. 5m) instead of refusing.',
+      helpValue: 'DURATION',
+      parse: async (input) => (await import('../../ui/drain-view.js')).parseTimeoutFlag(input, '--wait-lock'),
+    })(),
   }
 
   public async run(): Promise<DrainJson> {
@@ -99,7 +104,15 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
     try {
       out = await drainNodes(
         ctx,
-        {nodes, timeoutMs, force, ...(reason === undefined ? {} : {reason}), dryRun, signal: controller.signal},
+        {
+          nodes,
+          timeoutMs,
+          force,
+          ...(reason === undefined ? {} : {reason}),
+          dryRun,
+          signal: controller.signal,
+          ...(this.flags['wait-lock'] === undefined ? {} : {waitLockMs: this.flags['wait-lock']}),
+        },
         {
           onPlan: async (plan) => {
             if (!json) process.stderr.write(await view.renderPlan(plan, {color, dryRun}))

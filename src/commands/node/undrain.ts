@@ -36,6 +36,11 @@ Exit status: 0 back in service (or nothing to do); 1 failure; 2 usage or config 
       parse: async (input) => (await import('../../ui/drain-view.js')).parseTimeoutFlag(input),
     })(),
     'dry-run': Flags.boolean({summary: 'Print the plan and change nothing.'}),
+    'wait-lock': Flags.custom<number>({
+      summary: 'When another hactl run holds the cluster lock, wait this long for it (e.g. 5m) instead of refusing.',
+      helpValue: 'DURATION',
+      parse: async (input) => (await import('../../ui/drain-view.js')).parseTimeoutFlag(input, '--wait-lock'),
+    })(),
   }
 
   public async run(): Promise<UndrainJson> {
@@ -68,7 +73,13 @@ Exit status: 0 back in service (or nothing to do); 1 failure; 2 usage or config 
     try {
       out = await undrainNodes(
         {config, pool, bin, argv: ['node', 'undrain', ...this.argv]},
-        {nodes, timeoutMs: this.flags.timeout ?? 120_000, dryRun, signal: controller.signal},
+        {
+          nodes,
+          timeoutMs: this.flags.timeout ?? 120_000,
+          dryRun,
+          signal: controller.signal,
+          ...(this.flags['wait-lock'] === undefined ? {} : {waitLockMs: this.flags['wait-lock']}),
+        },
         {
           onPlan: async (plan) => {
             if (!json) process.stderr.write(await view.renderPlan(plan, {color, dryRun}))

@@ -66,7 +66,10 @@ export function backupsDir(env: NodeJS.ProcessEnv = process.env): string {
 
 /** `2024-05-01T101502Z`: sortable, no colons (file names). */
 export function backupStamp(now: Date): string {
-  return now.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '')
+  return now
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/:/g, '')
 }
 
 /**
@@ -88,7 +91,10 @@ export async function backupEtcd(
     dump = await dumpKeys(handle, {cluster: opts.cluster, now: opts.now})
     opts.signal?.throwIfAborted()
     await writeAtomic(keysPath, `${JSON.stringify(dump, null, 1)}\n`)
-    snap = await saveSnapshot(handle, snapshotPath, {timeoutMs: opts.timeoutMs ?? 60_000, signal: opts.signal})
+    snap = await saveSnapshot(handle, snapshotPath, {
+      timeoutMs: opts.timeoutMs ?? 60_000,
+      signal: opts.signal,
+    })
   } catch (error) {
     // Half a backup is worse than none: it looks like one.
     await rm(keysPath, {force: true})
@@ -109,7 +115,10 @@ export async function backupEtcd(
 const ZERO = Buffer.from([0])
 
 /** Every key without a lease, read page by page at one revision. */
-export async function dumpKeys(handle: EtcdClientHandle, opts: {cluster: string; now?: Date; pageSize?: number}): Promise<KeysDump> {
+export async function dumpKeys(
+  handle: EtcdClientHandle,
+  opts: {cluster: string; now?: Date; pageSize?: number},
+): Promise<KeysDump> {
   const pageSize = opts.pageSize ?? 1000
   const keys: DumpedKey[] = []
   let skippedLeased = 0
@@ -192,8 +201,12 @@ export async function saveSnapshot(
     const stream = await handle.client.maintenance.snapshot()
     await new Promise<void>((resolve, reject) => {
       let writing = Promise.resolve()
-      const timer = setTimeout(() => reject(new HactlError(`etcd snapshot did not finish within ${formatMs(opts.timeoutMs)}`)), opts.timeoutMs)
-      const onAbort = () => reject(opts.signal?.reason instanceof Error ? opts.signal.reason : new HactlError('interrupted'))
+      const timer = setTimeout(
+        () => reject(new HactlError(`etcd snapshot did not finish within ${formatMs(opts.timeoutMs)}`)),
+        opts.timeoutMs,
+      )
+      const onAbort = () =>
+        reject(opts.signal?.reason instanceof Error ? opts.signal.reason : new HactlError('interrupted'))
       opts.signal?.addEventListener('abort', onAbort, {once: true})
       const done = (err?: Error) => {
         clearTimeout(timer)
@@ -229,7 +242,9 @@ export async function saveSnapshot(
   const verified = tail.length === 32 && hash.digest().equals(tail)
   if (!verified) {
     await rm(tmp, {force: true})
-    throw new HactlError(`etcd snapshot failed its SHA-256 check (${bytes} bytes received): truncated or corrupted`)
+    throw new HactlError(
+      `etcd snapshot failed its SHA-256 check (${bytes} bytes received): truncated or corrupted`,
+    )
   }
   await rename(tmp, file)
   return {bytes, verified}
@@ -243,7 +258,12 @@ export async function readKeysDump(file: string): Promise<KeysDump> {
     throw new HactlError(`cannot read the keys dump ${file}: ${(error as Error).message}`)
   }
   const d = parsed as Partial<KeysDump>
-  if (!d || d.version !== 1 || !Array.isArray(d.keys) || d.keys.some((k) => typeof k?.key !== 'string' || typeof k?.value !== 'string')) {
+  if (
+    !d ||
+    d.version !== 1 ||
+    !Array.isArray(d.keys) ||
+    d.keys.some((k) => typeof k?.key !== 'string' || typeof k?.value !== 'string')
+  ) {
     throw new HactlError(`${file} is not a keys dump hactl wrote`)
   }
   return d as KeysDump
@@ -254,7 +274,11 @@ export async function readKeysDump(file: string): Promise<KeysDump> {
  * announcing itself again): it is newer than the dump and is left alone. Writes go in transactions
  * of up to `batch` keys, each guarded by "the key does not exist".
  */
-export async function restoreKeys(handle: EtcdClientHandle, dump: KeysDump, opts: {batch?: number} = {}): Promise<RestoreResult> {
+export async function restoreKeys(
+  handle: EtcdClientHandle,
+  dump: KeysDump,
+  opts: {batch?: number} = {},
+): Promise<RestoreResult> {
   const batch = Math.max(1, Math.min(opts.batch ?? 100, 128))
   const wanted = dump.keys.map(decodeKey)
   const existing = new Set<string>()

@@ -41,16 +41,22 @@ export function parseHttpUrl(value: string, what: string): URL {
   try {
     url = new URL(value)
   } catch {
-    throw new UserError(`${what}: not a URL: ${JSON.stringify(value)}`, [`give a full URL, e.g. ${what} http://10.0.0.5:2379/v2/keys/discovery/TOKEN`])
+    throw new UserError(`${what}: not a URL: ${JSON.stringify(value)}`, [
+      `give a full URL, e.g. ${what} http://10.0.0.5:2379/v2/keys/discovery/TOKEN`,
+    ])
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new UserError(`${what}: only http and https URLs are supported, got ${JSON.stringify(value)}`)
   }
   if (url.username || url.password) {
-    throw new UserError(`${what}: a URL with credentials would be written into every host's config; give one without user:password`)
+    throw new UserError(
+      `${what}: a URL with credentials would be written into every host's config; give one without user:password`,
+    )
   }
   if (url.search || url.hash) {
-    throw new UserError(`${what}: a query string or fragment is not part of a discovery URL: ${JSON.stringify(value)}`)
+    throw new UserError(
+      `${what}: a query string or fragment is not part of a discovery URL: ${JSON.stringify(value)}`,
+    )
   }
   return url
 }
@@ -71,7 +77,11 @@ const ETCD_KEYS_RE = /^\/v2\/keys(\/.*)?$/
  * (--discovery-service, else etcd.discovery.service). A service URL whose path is an etcd v2 keys
  * path (`/v2/keys/...`) is a custom etcd backend; `/v2/keys` alone means `/v2/keys/discovery`.
  */
-export function resolveDiscoverySource(opts: {discovery?: string; discoveryService?: string; configService: string}): DiscoverySource {
+export function resolveDiscoverySource(opts: {
+  discovery?: string
+  discoveryService?: string
+  configService: string
+}): DiscoverySource {
   if (opts.discovery !== undefined && opts.discoveryService !== undefined) {
     throw new UserError('--discovery and --discovery-service cannot be used together', [
       '--discovery gives the URL itself; --discovery-service says where to get a new one',
@@ -129,7 +139,8 @@ export function randomToken(): string {
  * when it fails or does not answer in time.
  */
 export async function newDiscoveryUrl(source: DiscoverySource, opts: NewTokenOptions): Promise<string> {
-  if (!Number.isInteger(opts.size) || opts.size < 1) throw new UserError(`--size must be a positive integer, got ${opts.size}`)
+  if (!Number.isInteger(opts.size) || opts.size < 1)
+    throw new UserError(`--size must be a positive integer, got ${opts.size}`)
   if (source.kind === 'given') return source.url
   const doFetch = opts.fetchImpl ?? fetch
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TOKEN_TIMEOUT_MS
@@ -139,19 +150,35 @@ export async function newDiscoveryUrl(source: DiscoverySource, opts: NewTokenOpt
   ]
   if (source.kind === 'service') {
     const endpoint = `${source.url}/new?size=${opts.size}`
-    const res = await request(doFetch, endpoint, {method: 'GET'}, timeoutMs, opts.signal, 'discovery service', hints)
+    const res = await request(
+      doFetch,
+      endpoint,
+      {method: 'GET'},
+      timeoutMs,
+      opts.signal,
+      'discovery service',
+      hints,
+    )
     const body = res.body.trim()
     if (res.status !== 200) {
-      throw new HactlError(`discovery service ${endpoint} answered ${res.status}${body ? `: ${firstLine(body)}` : ''}`, {suggestions: hints})
+      throw new HactlError(
+        `discovery service ${endpoint} answered ${res.status}${body ? `: ${firstLine(body)}` : ''}`,
+        {suggestions: hints},
+      )
     }
     let url: URL
     try {
       url = new URL(body)
     } catch {
-      throw new HactlError(`discovery service ${endpoint} did not answer a URL: ${JSON.stringify(firstLine(body).slice(0, 200))}`, {suggestions: hints})
+      throw new HactlError(
+        `discovery service ${endpoint} did not answer a URL: ${JSON.stringify(firstLine(body).slice(0, 200))}`,
+        {suggestions: hints},
+      )
     }
     if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname === '/') {
-      throw new HactlError(`discovery service ${endpoint} answered an unusable URL: ${body.slice(0, 200)}`, {suggestions: hints})
+      throw new HactlError(`discovery service ${endpoint} answered an unusable URL: ${body.slice(0, 200)}`, {
+        suggestions: hints,
+      })
     }
     return normalizeDiscoveryUrl(url.href)
   }
@@ -164,7 +191,11 @@ export async function newDiscoveryUrl(source: DiscoverySource, opts: NewTokenOpt
   const res = await request(
     doFetch,
     endpoint,
-    {method: 'PUT', headers: {'content-type': 'application/x-www-form-urlencoded'}, body: `value=${opts.size}`},
+    {
+      method: 'PUT',
+      headers: {'content-type': 'application/x-www-form-urlencoded'},
+      body: `value=${opts.size}`,
+    },
     timeoutMs,
     opts.signal,
     'etcd discovery backend',
@@ -172,9 +203,12 @@ export async function newDiscoveryUrl(source: DiscoverySource, opts: NewTokenOpt
   )
   const body = res.body
   if (res.status !== 200 && res.status !== 201) {
-    throw new HactlError(`etcd discovery backend: PUT ${endpoint} answered ${res.status}${body ? `: ${firstLine(body).slice(0, 300)}` : ''}`, {
-      suggestions: hints,
-    })
+    throw new HactlError(
+      `etcd discovery backend: PUT ${endpoint} answered ${res.status}${body ? `: ${firstLine(body).slice(0, 300)}` : ''}`,
+      {
+        suggestions: hints,
+      },
+    )
   }
   return url
 }
@@ -195,17 +229,34 @@ export async function inspectDiscoveryUrl(
   opts: {timeoutMs?: number; signal?: AbortSignal; fetchImpl?: typeof fetch} = {},
 ): Promise<DiscoveryUrlFacts> {
   const doFetch = opts.fetchImpl ?? fetch
-  const res = await request(doFetch, `${url}?recursive=true`, {method: 'GET'}, opts.timeoutMs ?? DEFAULT_TOKEN_TIMEOUT_MS, opts.signal, 'discovery URL', [])
+  const res = await request(
+    doFetch,
+    `${url}?recursive=true`,
+    {method: 'GET'},
+    opts.timeoutMs ?? DEFAULT_TOKEN_TIMEOUT_MS,
+    opts.signal,
+    'discovery URL',
+    [],
+  )
   const body = res.body
-  if (res.status === 404) throw new HactlError(`discovery URL ${url} does not exist (404): make a token first, or omit --discovery`)
-  if (res.status !== 200) throw new HactlError(`discovery URL ${url} answered ${res.status}${body ? `: ${firstLine(body).slice(0, 200)}` : ''}`)
+  if (res.status === 404)
+    throw new HactlError(`discovery URL ${url} does not exist (404): make a token first, or omit --discovery`)
+  if (res.status !== 200)
+    throw new HactlError(
+      `discovery URL ${url} answered ${res.status}${body ? `: ${firstLine(body).slice(0, 200)}` : ''}`,
+    )
   let parsed: unknown
   try {
     parsed = JSON.parse(body)
   } catch {
     throw new HactlError(`discovery URL ${url} did not answer etcd v2 JSON`)
   }
-  const nodes = ((parsed as {node?: {nodes?: Array<{key?: string; dir?: boolean; nodes?: Array<{key?: string; value?: string}>}>}}).node?.nodes ?? [])
+  const nodes =
+    (
+      parsed as {
+        node?: {nodes?: Array<{key?: string; dir?: boolean; nodes?: Array<{key?: string; value?: string}>}>}
+      }
+    ).node?.nodes ?? []
   let size: number | undefined
   let registered = 0
   for (const n of nodes) {
@@ -260,7 +311,9 @@ async function readUsedFile(file: string): Promise<UsedFile> {
   } catch {
     // fall through
   }
-  throw new HactlError(`${file} is not a discovery-used file hactl wrote`, {suggestions: [`move it away and run again: mv ${file} ${file}.bad`]})
+  throw new HactlError(`${file} is not a discovery-used file hactl wrote`, {
+    suggestions: [`move it away and run again: mv ${file} ${file}.bad`],
+  })
 }
 
 /** The discovery URLs this cluster has used, as remembered on this machine. */
@@ -270,7 +323,13 @@ export async function readUsedUrls(cluster: string, file = usedUrlsFile()): Prom
 }
 
 /** Remember URLs as used by a cluster (idempotent; written atomically). */
-export async function recordUsedUrls(cluster: string, urls: string[], how: UsedUrl['how'], file = usedUrlsFile(), now = new Date()): Promise<void> {
+export async function recordUsedUrls(
+  cluster: string,
+  urls: string[],
+  how: UsedUrl['how'],
+  file = usedUrlsFile(),
+  now = new Date(),
+): Promise<void> {
   const data = await readUsedFile(file)
   const list = data.clusters[cluster] ?? []
   const have = new Set(list.map((u) => normalizeDiscoveryUrl(u.url)))
@@ -294,23 +353,40 @@ export async function recordUsedUrls(cluster: string, urls: string[], how: UsedU
  * Why `url` may not be used by this cluster, or undefined when it may: it is remembered as used, or
  * some host has it configured now.
  */
-export function usedUrlReason(url: string, opts: {used: UsedUrl[]; configured: Array<{host: string; url: string | null}>}): string | undefined {
+export function usedUrlReason(
+  url: string,
+  opts: {used: UsedUrl[]; configured: Array<{host: string; url: string | null}>},
+): string | undefined {
   const n = normalizeDiscoveryUrl(url)
-  const hosts = opts.configured.filter((c) => c.url !== null && normalizeDiscoveryUrl(c.url) === n).map((c) => c.host)
+  const hosts = opts.configured
+    .filter((c) => c.url !== null && normalizeDiscoveryUrl(c.url) === n)
+    .map((c) => c.host)
   if (hosts.length > 0) return `it is the URL configured now on ${hosts.join(', ')}`
   const seen = opts.used.find((u) => normalizeDiscoveryUrl(u.url) === n)
-  if (seen) return `this cluster already used it (${seen.how === 'new' ? 'written by a rediscovery' : 'seen configured'} ${seen.at})`
+  if (seen)
+    return `this cluster already used it (${seen.how === 'new' ? 'written by a rediscovery' : 'seen configured'} ${seen.at})`
   return undefined
 }
 
 /** Refuse a URL this cluster has used (UserError, exit 2). */
-export function assertUnusedUrl(url: string, opts: {cluster: string; used: UsedUrl[]; configured: Array<{host: string; url: string | null}>; file?: string}): void {
+export function assertUnusedUrl(
+  url: string,
+  opts: {
+    cluster: string
+    used: UsedUrl[]
+    configured: Array<{host: string; url: string | null}>
+    file?: string
+  },
+): void {
   const reason = usedUrlReason(url, opts)
   if (reason === undefined) return
-  throw new UserError(`discovery URL ${url} cannot be used: ${reason}; a token is never reused (members that wiped their data cannot register again)`, [
-    'omit --discovery to get a new token from the discovery service',
-    ...(opts.file ? [`the used URLs are remembered in ${opts.file}`] : []),
-  ])
+  throw new UserError(
+    `discovery URL ${url} cannot be used: ${reason}; a token is never reused (members that wiped their data cannot register again)`,
+    [
+      'omit --discovery to get a new token from the discovery service',
+      ...(opts.file ? [`the used URLs are remembered in ${opts.file}`] : []),
+    ],
+  )
 }
 
 // --- helpers ---------------------------------------------------------------------------------
@@ -334,7 +410,9 @@ async function request(
   } catch (error) {
     if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new HactlError('interrupted')
     if (timeout.aborted) {
-      throw new HactlError(`${what} ${url} did not answer within ${formatMs(timeoutMs)}`, {suggestions: hints})
+      throw new HactlError(`${what} ${url} did not answer within ${formatMs(timeoutMs)}`, {
+        suggestions: hints,
+      })
     }
     const cause = (error as {cause?: {code?: string; message?: string}}).cause
     const detail = cause?.code ?? cause?.message ?? (error as Error).message

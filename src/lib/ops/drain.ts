@@ -384,6 +384,8 @@ export interface DrainOptions {
   signal?: AbortSignal
   /** Default config.asterisk.pollInterval. */
   pollMs?: number
+  /** Wait this long for the cluster lock when another run holds it (default: refuse at once). */
+  waitLockMs?: number
 }
 
 export type StepEvent =
@@ -458,7 +460,7 @@ async function runOperation(operation: 'drain' | 'undrain', ctx: DrainContext, o
   try {
     const command = [bin, ...(ctx.argv ?? ['node', operation, ...opts.nodes.map((n) => n.name)])].map((a) => shellQuote(a)).join(' ')
     // A dry run changes nothing, so it need not wait for (or block) anyone else's run.
-    if (!opts.dryRun) lock = await takeLock(ctx, etcd, command, hooks)
+    if (!opts.dryRun) lock = await takeLock(ctx, etcd, command, opts.waitLockMs ?? 0, hooks)
     const state: RunState = {
       ctx,
       opts,
@@ -1012,11 +1014,13 @@ async function applyUndrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts
 // Lock and history
 
 /** One drain or undrain at a time in the whole cluster: two operators draining the last two boxes must not both pass the guard. */
-async function takeLock(ctx: DrainContext, etcd: EtcdHandle, command: string, hooks: DrainHooks): Promise<{release(): Promise<void>}> {
-  const {acquireClusterLock, lockHolder} = await import('../etcd/lock.js')
+async function takeLock(ctx: DrainContext, etcd: EtcdHandle, command: string, waitMs: number, hooks: DrainHooks): Promise<{release(): Promise<void>}> {
+  const {acquireClusterLock, describeHolder, lockHolder} = await import('../etcd/lock.js')
   return acquireClusterLock(etcd, {
     key: ctx.config.etcd.prefixes.lock,
     holder: lockHolder(command),
+    waitMs,
+    onWait: (holder, raw) => hooks.onWarning?.(`waiting up to ${formatMs(waitMs)} for the cluster lock: ${describeHolder(holder, raw)}`),
     onLost: (e) => hooks.onWarning?.(`lost the cluster lock (${e.message}); another run may start meanwhile`),
   })
 }

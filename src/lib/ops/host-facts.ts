@@ -48,7 +48,7 @@ export interface HostFacts {
   etcdDataPresent: boolean
   /** The host's clock minus this machine's (ms), measured at the middle of the round trip. */
   clockOffsetMs?: number
-  /** Round trip of the facts command (ms). */
+  /** Round trip of the facts command (ms), the script's own run time included. */
   rttMs: number
   /** How the announce agent would run there (undefined: it cannot). */
   agent?: {argv: string[]; how: 'flag' | 'installed' | 'shared-path'}
@@ -91,8 +91,12 @@ function requiredUnits(req: HostFactsRequest): string[] {
 
 /** The facts script: POSIX sh, every value quoted, one `@@hactl-facts KEY VALUE` line per fact. */
 export function buildHostFactsScript(req: HostFactsRequest): string {
+  // The clock is read first and last: the script's own run time is then known, and only the
+  // network's share of the round trip is split in two.
+  const clock = (k: string) => `t=$(date +%s%N 2>/dev/null); case $t in *N|"") t=$(( $(date +%s) * 1000000000 ));; esac; echo "$M ${k} $t"`
   const lines = [
     `M=${shellQuote(M)}`,
+    clock('clock0'),
     'echo "$M uid $(id -u 2>/dev/null)"',
     'echo "$M hostname $(hostname 2>/dev/null || cat /etc/hostname 2>/dev/null)"',
     'os=$( (. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-}") ); echo "$M os ${os:-$(uname -s 2>/dev/null)}"',
@@ -115,8 +119,7 @@ export function buildHostFactsScript(req: HostFactsRequest): string {
       sh`if [ -x ${req.localHactl.node} ] && [ -f ${req.localHactl.runJs} ]; then echo "$M localhactl yes"; else echo "$M localhactl no"; fi`,
     )
   }
-  // Last, so the clock is read as close to the end of the round trip as possible.
-  lines.push('t=$(date +%s%N 2>/dev/null); case $t in *N|"") t=$(( $(date +%s) * 1000000000 ));; esac; echo "$M clock $t"')
+  lines.push(clock('clock1'))
   return lines.join('\n')
 }
 
@@ -132,7 +135,8 @@ export function parseHostFacts(stdout: string, req: HostFactsRequest, timing: {s
     etcdDataPresent: false,
     rttMs: Math.max(0, timing.receivedAt - timing.sentAt),
   }
-  let sawClock = false
+  let clock0: number | undefined
+  let clock1: number | undefined
   let localHactl = false
   for (const raw of stdout.split('\n')) {
     if (!raw.startsWith(`${M} `)) continue
@@ -182,18 +186,25 @@ export function parseHostFacts(stdout: string, req: HostFactsRequest, timing: {s
       case 'localhactl':
         localHactl = value === 'yes'
         break
-      case 'clock':
+      case 'clock0':
+      case 'clock1':
         if (/^\d+$/.test(value)) {
-          const remoteMs = Number(BigInt(value) / 1_000_000n)
-          facts.clockOffsetMs = Math.round(remoteMs - (timing.sentAt + timing.receivedAt) / 2)
-          sawClock = true
+          const ms = Number(BigInt(value) / 1_000_000n)
+          if (key === 'clock0') clock0 = ms
+          else clock1 = ms
         }
         break
       default:
         break
     }
   }
-  if (!sawClock && facts.hostname === '') {
+  if (clock0 !== undefined && clock1 !== undefined) {
+    // The network took (round trip - the script's run time); half of it before clock0.
+    const scriptMs = Math.max(0, clock1 - clock0)
+    const networkMs = Math.max(0, facts.rttMs - scriptMs)
+    facts.clockOffsetMs = Math.round(clock0 - (timing.sentAt + networkMs / 2))
+  }
+  if (clock1 === undefined && facts.hostname === '') {
     throw new HactlError('the host facts script was cut short (no facts came back)')
   }
   if (req.roles.includes('asterisk')) {

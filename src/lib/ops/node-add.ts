@@ -20,7 +20,6 @@ import {
   commandLine,
   destinationLine,
   firstLine,
-  hostKey,
   kamcmdRetrying,
   openClusterEtcd,
   parseAgentStart,
@@ -730,7 +729,8 @@ export async function addNodeToCluster(ctx: NodeAddContext, req: NodeAddRequest,
       ...(req.agentCommand && req.agentCommand.length > 0 ? {agentCommand: req.agentCommand} : {}),
       localHactl: localHactl(),
     }
-    const needsEtcd = node.roles.includes('etcd') || node.roles.includes('asterisk')
+    // etcd holds the lock and the history even when the new node has nothing to do with it.
+    const needsEtcd = node.roles.includes('etcd') || node.roles.includes('asterisk') || etcdEndpoints(config).length > 0
     etcd = needsEtcd ? await openClusterEtcd(config, pool) : undefined
     if (etcd && !req.dryRun) lock = await takeClusterLock(config, etcd, commandLine(bin, argv), warn)
     const kams = config.nodes.filter((n) => n.roles.includes('kamailio'))
@@ -972,15 +972,15 @@ async function applyAdd(s: ApplyState): Promise<void> {
         newEndpoints.join(','),
         ...(node.weight === undefined ? [] : ['--weight', String(node.weight)]),
       ]
+      // Pushed first: a start that times out may still have started the agent; the stop script
+      // is harmless when none runs.
+      undo.push(`stop the announce agent on ${node.name}`, async () => {
+        const out = parseAgentStop((await hostPool.run(node, stopAgentScript(node.name))).stdout)
+        if (out.outcome === 'unknown') throw new HactlError('the agent stop script gave no answer')
+        if (s.etcd) await s.etcd.call(`deleting the registration of ${node.name}`, (c) => c.delete().key(`${withSlash(config.etcd.prefixes.asterisk)}${node.name}`).exec())
+      })
       const r = await hostPool.run(node, startAgentScript(agentArgv, args, node.name))
       const st = parseAgentStart(r.stdout)
-      if (st.outcome === 'started' || st.outcome === 'running') {
-        undo.push(`stop the announce agent on ${node.name}`, async () => {
-          const out = parseAgentStop((await hostPool.run(node, stopAgentScript(node.name))).stdout)
-          if (out.outcome === 'unknown') throw new HactlError('the agent stop script gave no answer')
-          if (s.etcd) await s.etcd.call(`deleting the registration of ${node.name}`, (c) => c.delete().key(`${withSlash(config.etcd.prefixes.asterisk)}${node.name}`).exec())
-        })
-      }
       if (st.outcome === 'died' || st.outcome === 'unknown') {
         throw new HactlError(`the announce agent on ${node.name} did not start${st.log ? `: ${st.log.split('\n').slice(-3).join(' | ')}` : ''}`, {
           suggestions: [`its log on the host: ${agentFiles(node.name).logFile}`],
@@ -1065,6 +1065,3 @@ function hexOf(id: string): string {
 function withSlash(p: string): string {
   return p.endsWith('/') ? p : `${p}/`
 }
-
-/** For messages: `hostKey` is re-exported for tests of the list edits. */
-export {hostKey}

@@ -211,7 +211,10 @@ export function startAgentScript(agentArgv: readonly string[], args: readonly st
     sh`pidf=${pidFile}; log=${logFile}`,
     'mkdir -p "$(dirname -- "$pidf")" || exit 1',
     `if [ -f "$pidf" ] && pid=$(cat "$pidf") && kill -0 "$pid" 2>/dev/null; then echo "${AM} running $pid"; exit 0; fi`,
-    `cd / && setsid ${[...agentArgv, ...args].map(shellQuote).join(' ')} >>"$log" 2>&1 </dev/null &`,
+    'cd / || exit 1',
+    // A simple command alone behind `&`: the forked child applies the redirections, so nothing
+    // keeps the SSH channel open, and it execs setsid, so $! is the agent's pid.
+    `setsid ${[...agentArgv, ...args].map(shellQuote).join(' ')} >>"$log" 2>&1 </dev/null &`,
     'pid=$!',
     'echo "$pid" >"$pidf" || exit 1',
     // An agent that dies at once (bad flag, missing module) is reported now, with its log.

@@ -128,7 +128,8 @@ export interface RediscoverPlan {
   steps: string[]
 }
 
-export type RediscoverPhase = 'preflight' | 'backup' | 'token' | 'prepare' | 'wait-ssh' | 'wait-etcd' | 'restore'
+export type RediscoverPhase =
+  'preflight' | 'backup' | 'token' | 'prepare' | 'wait-ssh' | 'wait-etcd' | 'restore'
 
 export const PHASE_TITLES: Record<RediscoverPhase, string> = {
   preflight: 'Preflight (read-only)',
@@ -145,7 +146,13 @@ export const HOST_PHASES: ReadonlySet<RediscoverPhase> = new Set(['preflight', '
 
 export type RediscoverEvent =
   | {type: 'phase'; phase: RediscoverPhase; state: 'start' | 'done' | 'failed' | 'skipped'; detail?: string}
-  | {type: 'host'; phase: RediscoverPhase; host: string; state: 'start' | 'update' | 'done' | 'failed' | 'skipped'; detail?: string}
+  | {
+      type: 'host'
+      phase: RediscoverPhase
+      host: string
+      state: 'start' | 'update' | 'done' | 'failed' | 'skipped'
+      detail?: string
+    }
   | {type: 'members'; healthy: number; size: number; total: number}
 
 export interface RediscoverOptions extends RediscoverInputs {
@@ -192,7 +199,15 @@ export interface RediscoverResult {
 }
 
 /** Where each host stands when a rediscovery stops half way. */
-export type HostStage = 'untouched' | 'unknown' | 'etcd stopped' | 'data wiped' | 'new URL written' | 'reboot issued' | 'rebooted' | 'etcd active'
+export type HostStage =
+  | 'untouched'
+  | 'unknown'
+  | 'etcd stopped'
+  | 'data wiped'
+  | 'new URL written'
+  | 'reboot issued'
+  | 'rebooted'
+  | 'etcd active'
 
 export interface HostState {
   name: string
@@ -217,8 +232,14 @@ export class RediscoverIncompleteError extends HactlError {
   readonly kind = 'rediscover-incomplete'
   readonly hosts: HostState[]
 
-  constructor(reason: string, hosts: HostState[], opts: {exitCode?: number; bin?: string; backup?: string; cause?: unknown}) {
-    const lines = hosts.map((h) => `  ${h.name}: ${describeStage(h.stage)}${h.error ? `; FAILED: ${h.error}` : ''}`)
+  constructor(
+    reason: string,
+    hosts: HostState[],
+    opts: {exitCode?: number; bin?: string; backup?: string; cause?: unknown},
+  ) {
+    const lines = hosts.map(
+      (h) => `  ${h.name}: ${describeStage(h.stage)}${h.error ? `; FAILED: ${h.error}` : ''}`,
+    )
     super(`rediscovery incomplete: ${reason}\n${lines.join('\n')}`, {
       exitCode: opts.exitCode ?? ExitCode.failure,
       cause: opts.cause,
@@ -257,14 +278,18 @@ export function describeStage(stage: HostStage): string {
 export function validateRediscoverInputs(config: HactlConfig, inputs: RediscoverInputs): ValidatedInputs {
   const nodes = config.nodes.filter((n) => n.roles.includes('etcd'))
   if (nodes.length === 0) {
-    throw new UserError(`${config.file}: no node has the etcd role: there is no etcd cluster to rediscover`, ['add the etcd role to the nodes that run etcd'])
+    throw new UserError(`${config.file}: no node has the etcd role: there is no etcd cluster to rediscover`, [
+      'add the etcd role to the nodes that run etcd',
+    ])
   }
   const size = inputs.size ?? nodes.length
-  if (!Number.isInteger(size) || size < 1) throw new UserError(`--size must be a positive integer, got ${inputs.size}`)
+  if (!Number.isInteger(size) || size < 1)
+    throw new UserError(`--size must be a positive integer, got ${inputs.size}`)
   if (size > nodes.length) {
-    throw new UserError(`--size ${size} is more than the ${nodes.length} etcd hosts in ${config.file}: the cluster would wait for members that never come`, [
-      `use --size ${nodes.length} or less, or add the missing hosts with the etcd role`,
-    ])
+    throw new UserError(
+      `--size ${size} is more than the ${nodes.length} etcd hosts in ${config.file}: the cluster would wait for members that never come`,
+      [`use --size ${nodes.length} or less, or add the missing hosts with the etcd role`],
+    )
   }
   const source = resolveDiscoverySource({
     ...(inputs.discovery === undefined ? {} : {discovery: inputs.discovery}),
@@ -313,13 +338,18 @@ export function parsePathsSection(output: string): {present: string[]; problems:
     else if ((f[0] === 'present' || f[0] === 'absent') && f[1]) {
       if (f[0] === 'present') present.push(f[1])
       const resolved = f[2] ?? ''
-      if (!data || data === '/' || !resolved.startsWith(`${data}/`)) problems.push(`${f[1]} resolves to ${resolved || '?'}, outside the data dir ${data || '?'}: refusing to wipe it`)
+      if (!data || data === '/' || !resolved.startsWith(`${data}/`))
+        problems.push(
+          `${f[1]} resolves to ${resolved || '?'}, outside the data dir ${data || '?'}: refusing to wipe it`,
+        )
     }
   }
   return {present, problems}
 }
 
-export function parsePreflightOutput(stdout: string): Partial<Record<Section, {output: string; code: number}>> {
+export function parsePreflightOutput(
+  stdout: string,
+): Partial<Record<Section, {output: string; code: number}>> {
   const out: Partial<Record<Section, {output: string; code: number}>> = {}
   let current: Section | undefined
   let lines: string[] = []
@@ -344,7 +374,8 @@ export function parsePreflightOutput(stdout: string): Partial<Record<Section, {o
 export function hostFactsFrom(config: HactlConfig, node: ResolvedNode, stdout: string): HostFacts | string {
   const s = parsePreflightOutput(stdout)
   const boot = s.boot_id
-  if (!boot || boot.code !== 0 || !/^[0-9a-f-]{16,}$/i.test(boot.output.trim())) return `cannot read the boot id: ${firstLine(boot?.output ?? 'no answer')}`
+  if (!boot || boot.code !== 0 || !/^[0-9a-f-]{16,}$/i.test(boot.output.trim()))
+    return `cannot read the boot id: ${firstLine(boot?.output ?? 'no answer')}`
   const disc = s.discovery
   if (!disc) return 'the discovery file check did not finish'
   const exists = disc.code !== 3
@@ -363,7 +394,8 @@ export function hostFactsFrom(config: HactlConfig, node: ResolvedNode, stdout: s
     return `cannot edit ${config.etcd.discovery.file}: ${firstLine((error as Error).message)}`
   }
   const paths = s.paths
-  if (!paths || paths.code !== 0) return `cannot check the data paths: ${firstLine(paths?.output ?? 'no answer')}`
+  if (!paths || paths.code !== 0)
+    return `cannot check the data paths: ${firstLine(paths?.output ?? 'no answer')}`
   const checked = parsePathsSection(paths.output)
   if (checked.problems.length > 0) return checked.problems.join('; ')
   const svc = s.service
@@ -385,7 +417,12 @@ interface PreflightResult {
   handle?: EtcdHandle
 }
 
-async function gatherFacts(config: HactlConfig, pool: SshPool, v: ValidatedInputs, ctx: Ctx): Promise<PreflightResult> {
+async function gatherFacts(
+  config: HactlConfig,
+  pool: SshPool,
+  v: ValidatedInputs,
+  ctx: Ctx,
+): Promise<PreflightResult> {
   ctx.emit({type: 'phase', phase: 'preflight', state: 'start'})
   const script = buildPreflightScript(config, v.wipe)
   const hostsP = Promise.all(
@@ -398,10 +435,17 @@ async function gatherFacts(config: HactlConfig, pool: SshPool, v: ValidatedInput
           ctx.emit({type: 'host', phase: 'preflight', host: node.name, state: 'failed', detail: f})
           return {node, problem: f}
         }
-        ctx.emit({type: 'host', phase: 'preflight', host: node.name, state: 'done', detail: `boot ${f.bootId.slice(0, 8)}, ${config.etcd.service} ${f.service}`})
+        ctx.emit({
+          type: 'host',
+          phase: 'preflight',
+          host: node.name,
+          state: 'done',
+          detail: `boot ${f.bootId.slice(0, 8)}, ${config.etcd.service} ${f.service}`,
+        })
         return {node, facts: f}
       } catch (error) {
-        const msg = error instanceof HostError ? stripHost(error.message, node.name) : (error as Error).message
+        const msg =
+          error instanceof HostError ? stripHost(error.message, node.name) : (error as Error).message
         ctx.emit({type: 'host', phase: 'preflight', host: node.name, state: 'failed', detail: msg})
         return {node, problem: msg, unreachable: error instanceof HostError}
       }
@@ -410,13 +454,26 @@ async function gatherFacts(config: HactlConfig, pool: SshPool, v: ValidatedInput
   const etcdP = etcdFacts(config, pool, v.nodes)
   const stateDir = ctx.stateDir
   const usedFile = path.join(stateDir, 'discovery-used.json')
-  const [hosts, etcd, used, pending, given] = await Promise.all([
-    hostsP,
-    etcdP,
-    (await import('../etcd/discovery-service.js')).readUsedUrls(config.cluster, usedFile),
-    readPending(stateDir, config.cluster),
-    v.source.kind === 'given' ? inspectGiven(v.source.url, ctx) : Promise.resolve(undefined),
-  ])
+  const {readUsedUrls} = await import('../etcd/discovery-service.js')
+  let rest: [
+    Awaited<typeof hostsP>,
+    UsedUrl[],
+    PendingRediscovery | undefined,
+    {facts?: DiscoveryUrlFacts; error?: string} | undefined,
+  ]
+  try {
+    rest = await Promise.all([
+      hostsP,
+      readUsedUrls(config.cluster, usedFile),
+      readPending(stateDir, config.cluster),
+      v.source.kind === 'given' ? inspectGiven(v.source.url, ctx) : Promise.resolve(undefined),
+    ])
+  } catch (error) {
+    await (await etcdP).handle?.close().catch(() => undefined)
+    throw error
+  }
+  const [hosts, used, pending, given] = rest
+  const etcd = await etcdP
   const problems = hosts.filter((h) => h.problem !== undefined)
   if (problems.length > 0) {
     await etcd.handle?.close().catch(() => undefined)
@@ -429,12 +486,25 @@ async function gatherFacts(config: HactlConfig, pool: SshPool, v: ValidatedInput
         .join('\n')}`,
       problems.map((p) => ({name: p.node.name, problem: p.problem!})),
       [
-        ...(unreachable.length > 0 ? [`every etcd host must answer over SSH: bring ${unreachable.join(', ')} back, check with \`${ctx.bin} status\`, then run this again`] : []),
-        ...(problems.length > unreachable.length ? [`fix the hosts above (etcd.discovery in ${config.file} says which file holds the discovery URL)`] : []),
+        ...(unreachable.length > 0
+          ? [
+              `every etcd host must answer over SSH: bring ${unreachable.join(', ')} back, check with \`${ctx.bin} status\`, then run this again`,
+            ]
+          : []),
+        ...(problems.length > unreachable.length
+          ? [`fix the hosts above (etcd.discovery in ${config.file} says which file holds the discovery URL)`]
+          : []),
       ],
     )
   }
-  ctx.emit({type: 'phase', phase: 'preflight', state: 'done', detail: etcd.facts.answering ? `etcd answers (${etcd.facts.healthy}/${etcd.facts.total} healthy)` : 'etcd does not answer'})
+  ctx.emit({
+    type: 'phase',
+    phase: 'preflight',
+    state: 'done',
+    detail: etcd.facts.answering
+      ? `etcd answers (${etcd.facts.healthy}/${etcd.facts.total} healthy)`
+      : 'etcd does not answer',
+  })
   return {
     facts: {
       cluster: config.cluster,
@@ -449,7 +519,11 @@ async function gatherFacts(config: HactlConfig, pool: SshPool, v: ValidatedInput
   }
 }
 
-async function etcdFacts(config: HactlConfig, pool: SshPool, nodes: ResolvedNode[]): Promise<{facts: EtcdFacts; handle?: EtcdHandle}> {
+async function etcdFacts(
+  config: HactlConfig,
+  pool: SshPool,
+  nodes: ResolvedNode[],
+): Promise<{facts: EtcdFacts; handle?: EtcdHandle}> {
   let handle: EtcdHandle | undefined
   try {
     handle = await openEtcdFor(config, pool, nodes)
@@ -458,7 +532,15 @@ async function etcdFacts(config: HactlConfig, pool: SshPool, nodes: ResolvedNode
     return {facts: summarizeHealth(health), handle}
   } catch (error) {
     await handle?.close().catch(() => undefined)
-    return {facts: {answering: false, healthy: 0, total: 0, members: [], error: firstLine((error as Error).message)}}
+    return {
+      facts: {
+        answering: false,
+        healthy: 0,
+        total: 0,
+        members: [],
+        error: firstLine((error as Error).message),
+      },
+    }
   }
 }
 
@@ -477,13 +559,21 @@ export function summarizeHealth(health: EtcdClusterHealth): EtcdFacts {
 async function openEtcdFor(config: HactlConfig, pool: SshPool, nodes: ResolvedNode[]): Promise<EtcdHandle> {
   const {openEtcd} = await import('../etcd/client.js')
   const via = nodes[0]
-  return openEtcd(config, config.etcd.via === 'ssh' && via ? {tunnel: (h, p) => pool.forwardOut(via, h, p)} : {})
+  return openEtcd(
+    config,
+    config.etcd.via === 'ssh' && via ? {tunnel: (h, p) => pool.forwardOut(via, h, p)} : {},
+  )
 }
 
 async function inspectGiven(url: string, ctx: Ctx): Promise<{facts?: DiscoveryUrlFacts; error?: string}> {
   const {inspectDiscoveryUrl} = await import('../etcd/discovery-service.js')
   try {
-    return {facts: await inspectDiscoveryUrl(url, {timeoutMs: ctx.tokenTimeoutMs, ...(ctx.fetchImpl ? {fetchImpl: ctx.fetchImpl} : {})})}
+    return {
+      facts: await inspectDiscoveryUrl(url, {
+        timeoutMs: ctx.tokenTimeoutMs,
+        ...(ctx.fetchImpl ? {fetchImpl: ctx.fetchImpl} : {}),
+      }),
+    }
   } catch (error) {
     return {error: firstLine((error as Error).message)}
   }
@@ -501,7 +591,10 @@ export interface PlanSettings {
   healthTimeoutMs: number
 }
 
-export function planSettings(config: HactlConfig, opts: {stateDir: string; rebootTimeoutMs: number; healthTimeoutMs: number}): PlanSettings {
+export function planSettings(
+  config: HactlConfig,
+  opts: {stateDir: string; rebootTimeoutMs: number; healthTimeoutMs: number},
+): PlanSettings {
   return {
     etcdService: config.etcd.service,
     dataDir: config.etcd.dataDir,
@@ -521,28 +614,55 @@ export function planRediscover(facts: RediscoverFacts, v: ValidatedInputs, s: Pl
   const warnings: string[] = []
   const configured = facts.hosts.map((h) => ({host: h.name, url: h.discoveryUrl}))
   if (v.source.kind === 'given') {
-    assertUnusedUrl(v.source.url, {cluster: facts.cluster, used: facts.used, configured, file: facts.usedFile})
+    assertUnusedUrl(v.source.url, {
+      cluster: facts.cluster,
+      used: facts.used,
+      configured,
+      file: facts.usedFile,
+    })
     const g = facts.given
     if (g?.facts && g.facts.registered > 0) {
-      throw new UserError(`--discovery ${v.source.url} already has ${g.facts.registered} registered member(s): a token is never reused`, [
-        'omit --discovery to get a new token from the discovery service',
-      ])
+      throw new UserError(
+        `--discovery ${v.source.url} already has ${g.facts.registered} registered member(s): a token is never reused`,
+        ['omit --discovery to get a new token from the discovery service'],
+      )
     }
     if (g?.facts?.size !== undefined && g.facts.size !== v.size) {
-      throw new UserError(`--discovery ${v.source.url} is for a cluster of ${g.facts.size}, not ${v.size}`, [`use --size ${g.facts.size}, or make a token for ${v.size}`])
+      throw new UserError(`--discovery ${v.source.url} is for a cluster of ${g.facts.size}, not ${v.size}`, [
+        `use --size ${g.facts.size}, or make a token for ${v.size}`,
+      ])
     }
-    if (g?.error) warnings.push(`could not check the given discovery URL from here (${g.error}); the hosts must reach it`)
+    if (g?.error)
+      warnings.push(`could not check the given discovery URL from here (${g.error}); the hosts must reach it`)
   }
   if (v.size < facts.hosts.length) {
-    warnings.push(`--size ${v.size} is less than the ${facts.hosts.length} etcd hosts: the extra hosts' etcd will not be members (a proxy at best)`)
+    warnings.push(
+      `--size ${v.size} is less than the ${facts.hosts.length} etcd hosts: the extra hosts' etcd will not be members (a proxy at best)`,
+    )
   }
-  const oldDiscoveryUrls = [...new Set(facts.hosts.map((h) => h.discoveryUrl).filter((u): u is string => u !== null).map(normalizeDiscoveryUrl))]
-  if (oldDiscoveryUrls.length > 1) warnings.push(`the hosts disagree on the discovery URL (${oldDiscoveryUrls.length} different ones): a rediscovery was probably interrupted`)
-  if (facts.pending) warnings.push(`an earlier rediscovery started ${facts.pending.startedAt} did not finish; this run completes it`)
+  const oldDiscoveryUrls = [
+    ...new Set(
+      facts.hosts
+        .map((h) => h.discoveryUrl)
+        .filter((u): u is string => u !== null)
+        .map(normalizeDiscoveryUrl),
+    ),
+  ]
+  if (oldDiscoveryUrls.length > 1)
+    warnings.push(
+      `the hosts disagree on the discovery URL (${oldDiscoveryUrls.length} different ones): a rediscovery was probably interrupted`,
+    )
+  if (facts.pending)
+    warnings.push(
+      `an earlier rediscovery started ${facts.pending.startedAt} did not finish; this run completes it`,
+    )
 
   const backup: RediscoverPlan['backup'] = facts.etcd.answering
     ? {take: true, dir: s.backupDir}
-    : {take: false, reason: `etcd does not answer${facts.etcd.error ? ` (${facts.etcd.error})` : ''}: no backup possible`}
+    : {
+        take: false,
+        reason: `etcd does not answer${facts.etcd.error ? ` (${facts.etcd.error})` : ''}: no backup possible`,
+      }
   let restore: RediscoverPlan['restore']
   if (!v.restore) restore = {enabled: false, reason: '--no-restore'}
   else if (facts.pending?.keysPath) restore = {enabled: true, pending: facts.pending.keysPath}
@@ -550,7 +670,10 @@ export function planRediscover(facts: RediscoverFacts, v: ValidatedInputs, s: Pl
   else restore = {enabled: true}
   const lock = facts.etcd.answering
     ? {take: true, note: 'the cluster lock is held until etcd is stopped (it is wiped with the data)'}
-    : {take: false, note: 'etcd does not answer, so this runs WITHOUT the cluster lock: make sure nobody else changes this cluster now'}
+    : {
+        take: false,
+        note: 'etcd does not answer, so this runs WITHOUT the cluster lock: make sure nobody else changes this cluster now',
+      }
 
   const names = facts.hosts.map((h) => h.name).join(', ')
   const steps: string[] = []
@@ -559,9 +682,17 @@ export function planRediscover(facts: RediscoverFacts, v: ValidatedInputs, s: Pl
       ? `save an etcd snapshot and the keys without a lease to ${s.backupDir}/${facts.cluster}-<time>.{db,keys.json}`
       : `no backup: ${backup.reason}`,
   )
-  steps.push(v.source.kind === 'given' ? `use the given discovery URL ${v.source.url} (size ${v.size})` : `get a new discovery token for ${v.size} members from ${describeDiscoverySource(v.source)}`)
-  steps.push(`on ${names} at once, one SSH session each: stop ${s.etcdService} (killed: its data is removed next), remove ${v.wipe.join(' ')}, write the new URL into ${s.discoveryFile} (${s.discoveryFormat}), reboot`)
-  steps.push(`wait for every host to come back with a new boot id and ${s.etcdService} active (up to ${formatMs(s.rebootTimeoutMs)}), then for ${v.size} healthy members with a leader (up to ${formatMs(s.healthTimeoutMs)})`)
+  steps.push(
+    v.source.kind === 'given'
+      ? `use the given discovery URL ${v.source.url} (size ${v.size})`
+      : `get a new discovery token for ${v.size} members from ${describeDiscoverySource(v.source)}`,
+  )
+  steps.push(
+    `on ${names} at once, one SSH session each: stop ${s.etcdService} (killed: its data is removed next), remove ${v.wipe.join(' ')}, write the new URL into ${s.discoveryFile} (${s.discoveryFormat}), reboot`,
+  )
+  steps.push(
+    `wait for every host to come back with a new boot id and ${s.etcdService} active (up to ${formatMs(s.rebootTimeoutMs)}), then for ${v.size} healthy members with a leader (up to ${formatMs(s.healthTimeoutMs)})`,
+  )
   steps.push(
     restore.enabled
       ? `put back the saved keys that the new cluster does not have${restore.pending ? ` (and those saved by the unfinished run, ${restore.pending})` : ''}`
@@ -649,7 +780,11 @@ const STEP = '@@hactl-step:'
  * returns before the system goes down (systemd queues the job), so the markers arrive; if the
  * session is cut anyway, the boot id and the file read after the reboot tell what happened.
  */
-export function prepareHostCommand(config: HactlConfig, wipe: string[], expected: {exists: boolean; sha256: string}): string {
+export function prepareHostCommand(
+  config: HactlConfig,
+  wipe: string[],
+  expected: {exists: boolean; sha256: string},
+): string {
   return [
     `( ${stopEtcdCommand(config.etcd.service)}
 ) </dev/null || exit 10`,
@@ -679,7 +814,12 @@ export function parsePrepareOutput(stdout: string): {stage: HostStage; lines: st
   return {stage, lines}
 }
 
-const PREPARE_STEP_FAILED: Record<number, string> = {10: 'stopping etcd', 11: 'removing the data paths', 12: 'writing the discovery file', 13: 'reboot'}
+const PREPARE_STEP_FAILED: Record<number, string> = {
+  10: 'stopping etcd',
+  11: 'removing the data paths',
+  12: 'writing the discovery file',
+  13: 'reboot',
+}
 
 export const REBOOT_COMMAND = 'reboot'
 
@@ -688,13 +828,21 @@ export const REBOOT_COMMAND = 'reboot'
  * written, a cut session (no exit status) means the reboot was issued; before any marker, nobody
  * knows how far the host got.
  */
-export function interpretPrepare(r: {stdout: string; stderr: string; code: number | null; signal?: string}): {stage: HostStage; removed: string[]; error?: string} {
+export function interpretPrepare(r: {stdout: string; stderr: string; code: number | null; signal?: string}): {
+  stage: HostStage
+  removed: string[]
+  error?: string
+} {
   const got = parsePrepareOutput(r.stdout)
   const removed = got.lines.filter((l) => l.startsWith('removed ')).map((l) => l.slice(8))
   if (r.code === 0 && got.stage === 'reboot issued') return {stage: got.stage, removed}
-  if (r.code === null && (got.stage === 'new URL written' || got.stage === 'reboot issued')) return {stage: 'reboot issued', removed}
-  if (r.code === null && got.stage === 'untouched') return {stage: 'unknown', removed, error: 'the SSH session was cut before the host reported anything'}
-  const step = PREPARE_STEP_FAILED[r.code ?? -1] ?? `the script (${r.code === null ? `session cut${r.signal ? `, ${r.signal}` : ''}` : `exit ${r.code}`})`
+  if (r.code === null && (got.stage === 'new URL written' || got.stage === 'reboot issued'))
+    return {stage: 'reboot issued', removed}
+  if (r.code === null && got.stage === 'untouched')
+    return {stage: 'unknown', removed, error: 'the SSH session was cut before the host reported anything'}
+  const step =
+    PREPARE_STEP_FAILED[r.code ?? -1] ??
+    `the script (${r.code === null ? `session cut${r.signal ? `, ${r.signal}` : ''}` : `exit ${r.code}`})`
   const why = r.stderr.trim() ? `: ${lastLine(r.stderr)}` : ''
   return {stage: got.stage, removed, error: `${step} failed${why}`}
 }
@@ -734,7 +882,11 @@ interface Ctx {
  * The whole command: validate, preflight, plan, (dry run | confirm), apply. Returns the result or
  * throws a HactlError (RediscoverIncompleteError once hosts were changed).
  */
-export async function rediscoverCluster(config: HactlConfig, pool: SshPool, opts: RediscoverOptions): Promise<RediscoverResult> {
+export async function rediscoverCluster(
+  config: HactlConfig,
+  pool: SshPool,
+  opts: RediscoverOptions,
+): Promise<RediscoverResult> {
   const started = Date.now()
   const stateDir = opts.stateDir ?? hactlStateDir()
   const ctx: Ctx = {
@@ -751,7 +903,8 @@ export async function rediscoverCluster(config: HactlConfig, pool: SshPool, opts
   const v = validateRediscoverInputs(config, opts)
   const settings = planSettings(config, {stateDir, rebootTimeoutMs, healthTimeoutMs})
 
-  const cleanAbort = () => new InterruptedError('interrupted before anything was changed; nothing was changed')
+  const cleanAbort = () =>
+    new InterruptedError('interrupted before anything was changed; nothing was changed')
   const pre = await untilAborted(gatherFacts(config, pool, v, ctx), opts.signal, cleanAbort, async (r) => {
     await r.handle?.close().catch(() => undefined)
   })
@@ -765,7 +918,10 @@ export async function rediscoverCluster(config: HactlConfig, pool: SshPool, opts
     if (plan.lock.take && handle && !opts.dryRun) {
       const {acquireClusterLock, lockHolder} = await import('../etcd/lock.js')
       try {
-        lock = await acquireClusterLock(handle, {key: config.etcd.prefixes.lock, holder: lockHolder(`${ctx.bin} ${(opts.argv ?? ['cluster', 'rediscover']).join(' ')}`)})
+        lock = await acquireClusterLock(handle, {
+          key: config.etcd.prefixes.lock,
+          holder: lockHolder(`${ctx.bin} ${(opts.argv ?? ['cluster', 'rediscover']).join(' ')}`),
+        })
         lockNote.held = true
       } catch (error) {
         const {ClusterLockedError} = await import('../etcd/lock.js')
@@ -790,24 +946,30 @@ export async function rediscoverCluster(config: HactlConfig, pool: SshPool, opts
       if (!ok) return {status: 'declined', ...base, durationMs: Date.now() - started}
     }
     if (opts.signal?.aborted) throw cleanAbort()
-    const applied = await recordFailure(plan, opts.argv ?? ['cluster', 'rediscover'], started, stateDir, applyPlan(config, pool, plan, pre.facts, v, {
-      ctx,
-      handle,
-      releaseLock: async () => {
-        const l = lock
-        lock = undefined
-        await l?.release().catch(() => undefined)
-      },
-      closeHandle: async () => {
-        const h = handle
-        handle = undefined
-        await h?.close().catch(() => undefined)
-      },
-      rebootTimeoutMs,
-      healthTimeoutMs,
-      argv: opts.argv ?? ['cluster', 'rediscover'],
+    const applied = await recordFailure(
+      plan,
+      opts.argv ?? ['cluster', 'rediscover'],
       started,
-    }))
+      stateDir,
+      applyPlan(config, pool, plan, pre.facts, v, {
+        ctx,
+        handle,
+        releaseLock: async () => {
+          const l = lock
+          lock = undefined
+          await l?.release().catch(() => undefined)
+        },
+        closeHandle: async () => {
+          const h = handle
+          handle = undefined
+          await h?.close().catch(() => undefined)
+        },
+        rebootTimeoutMs,
+        healthTimeoutMs,
+        argv: opts.argv ?? ['cluster', 'rediscover'],
+        started,
+      }),
+    )
     return {...base, ...applied, status: 'done', durationMs: Date.now() - started}
   } finally {
     await lock?.release().catch(() => undefined)
@@ -816,17 +978,37 @@ export async function rediscoverCluster(config: HactlConfig, pool: SshPool, opts
 }
 
 /** A failed apply still gets its history entry (local only: etcd may be half way). */
-async function recordFailure<T>(plan: RediscoverPlan, argv: string[], started: number, stateDir: string, p: Promise<T>): Promise<T> {
+async function recordFailure<T>(
+  plan: RediscoverPlan,
+  argv: string[],
+  started: number,
+  stateDir: string,
+  p: Promise<T>,
+): Promise<T> {
   try {
     return await p
   } catch (error) {
     const exitCode = error instanceof HactlError ? error.exitCode : ExitCode.failure
     const results =
       error instanceof RediscoverIncompleteError
-        ? error.hosts.map((h) => ({node: h.name, ok: false, detail: `${describeStage(h.stage)}${h.error ? `; ${h.error}` : ''}`}))
-        : plan.hosts.map((h) => ({node: h.name, ok: false, detail: `not changed: ${firstLine((error as Error).message)}`}))
+        ? error.hosts.map((h) => ({
+            node: h.name,
+            ok: false,
+            detail: `${describeStage(h.stage)}${h.error ? `; ${h.error}` : ''}`,
+          }))
+        : plan.hosts.map((h) => ({
+            node: h.name,
+            ok: false,
+            detail: `not changed: ${firstLine((error as Error).message)}`,
+          }))
     const {appendHistory, finishHistoryEntry, startHistoryEntry} = await import('../history.js')
-    await appendHistory(finishHistoryEntry(startHistoryEntry({cluster: plan.cluster, argv, plan: plan.steps, at: new Date(started)}), {exitCode, results}), {stateDir})
+    await appendHistory(
+      finishHistoryEntry(
+        startHistoryEntry({cluster: plan.cluster, argv, plan: plan.steps, at: new Date(started)}),
+        {exitCode, results},
+      ),
+      {stateDir},
+    )
     throw error
   }
 }
@@ -857,7 +1039,14 @@ type Applied = Pick<
   | 'warnings'
 >
 
-async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPlan, facts: RediscoverFacts, v: ValidatedInputs, env: ApplyEnv): Promise<Applied> {
+async function applyPlan(
+  config: HactlConfig,
+  pool: SshPool,
+  plan: RediscoverPlan,
+  facts: RediscoverFacts,
+  v: ValidatedInputs,
+  env: ApplyEnv,
+): Promise<Applied> {
   const {ctx} = env
   const phases: Applied['phases'] = []
   const warnings = [...plan.warnings]
@@ -869,7 +1058,8 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
       phases.push({phase, durationMs: Date.now() - t0})
     }
   }
-  const cleanAbort = () => new InterruptedError('interrupted before any host was changed; nothing was changed on the hosts')
+  const cleanAbort = () =>
+    new InterruptedError('interrupted before any host was changed; nothing was changed on the hosts')
 
   // 1. Backup and new token, at the same time (both are local or remote-service only: an
   //    interrupt or failure here changes nothing on the hosts).
@@ -881,17 +1071,34 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
           ctx.emit({type: 'phase', phase: 'backup', state: 'start'})
           try {
             const {backupEtcd} = await import('../etcd/backup.js')
-            const r = await backupEtcd(h, {cluster: plan.cluster, dir: path.join(ctx.stateDir, 'backups'), ...(ctx.signal ? {signal: ctx.signal} : {})})
-            ctx.emit({type: 'phase', phase: 'backup', state: 'done', detail: `${r.keys} keys, snapshot ${r.snapshotBytes} bytes: ${r.snapshotPath}`})
+            const r = await backupEtcd(h, {
+              cluster: plan.cluster,
+              dir: path.join(ctx.stateDir, 'backups'),
+              ...(ctx.signal ? {signal: ctx.signal} : {}),
+            })
+            ctx.emit({
+              type: 'phase',
+              phase: 'backup',
+              state: 'done',
+              detail: `${r.keys} keys, snapshot ${r.snapshotBytes} bytes: ${r.snapshotPath}`,
+            })
             return r
           } catch (error) {
             if (ctx.signal?.aborted) throw cleanAbort()
             if (v.restore) {
-              ctx.emit({type: 'phase', phase: 'backup', state: 'failed', detail: firstLine((error as Error).message)})
-              throw new HactlError(`could not save the etcd data: ${firstLine((error as Error).message)}; nothing was changed`, {
-                suggestions: [`to rediscover anyway and lose the keyspace, run again with --no-restore`],
-                cause: error,
+              ctx.emit({
+                type: 'phase',
+                phase: 'backup',
+                state: 'failed',
+                detail: firstLine((error as Error).message),
               })
+              throw new HactlError(
+                `could not save the etcd data: ${firstLine((error as Error).message)}; nothing was changed`,
+                {
+                  suggestions: [`to rediscover anyway and lose the keyspace, run again with --no-restore`],
+                  cause: error,
+                },
+              )
             }
             backupSkipped = `the backup failed (${firstLine((error as Error).message)}); going on because of --no-restore`
             warnings.push(backupSkipped)
@@ -906,7 +1113,11 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
   }
 
   // Remember the old URLs and the new one before any host sees it.
-  const {newDiscoveryUrl, recordUsedUrls, assertUnusedUrl: refuseUsed} = await import('../etcd/discovery-service.js')
+  const {
+    newDiscoveryUrl,
+    recordUsedUrls,
+    assertUnusedUrl: refuseUsed,
+  } = await import('../etcd/discovery-service.js')
   const tokenP = timed('token', async () => {
     await recordUsedUrls(plan.cluster, plan.oldDiscoveryUrls, 'configured', facts.usedFile)
     ctx.emit({type: 'phase', phase: 'token', state: 'start'})
@@ -919,7 +1130,11 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
       })
       if (plan.source.kind !== 'given') {
         // A service that hands out a token this cluster already used would make members fail to join.
-        refuseUsed(url, {cluster: plan.cluster, used: facts.used, configured: facts.hosts.map((h) => ({host: h.name, url: h.discoveryUrl}))})
+        refuseUsed(url, {
+          cluster: plan.cluster,
+          used: facts.used,
+          configured: facts.hosts.map((h) => ({host: h.name, url: h.discoveryUrl})),
+        })
       }
       await recordUsedUrls(plan.cluster, [url], 'new', facts.usedFile)
       ctx.emit({type: 'phase', phase: 'token', state: 'done', detail: url})
@@ -927,7 +1142,12 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
     } catch (error) {
       ctx.emit({type: 'phase', phase: 'token', state: 'failed', detail: firstLine((error as Error).message)})
       if (ctx.signal?.aborted) throw cleanAbort()
-      if (error instanceof HactlError) throw new HactlError(`${error.message}; nothing was changed on the hosts`, {exitCode: error.exitCode, suggestions: error.suggestions, cause: error})
+      if (error instanceof HactlError)
+        throw new HactlError(`${error.message}; nothing was changed on the hosts`, {
+          exitCode: error.exitCode,
+          suggestions: error.suggestions,
+          cause: error,
+        })
       throw error
     }
   })
@@ -945,11 +1165,20 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
     cluster: plan.cluster,
     startedAt: new Date().toISOString(),
     newUrl,
-    ...(backup ? {keysPath: backup.keysPath, snapshotPath: backup.snapshotPath} : facts.pending?.keysPath ? {keysPath: facts.pending.keysPath, ...(facts.pending.snapshotPath ? {snapshotPath: facts.pending.snapshotPath} : {})} : {}),
+    ...(backup
+      ? {keysPath: backup.keysPath, snapshotPath: backup.snapshotPath}
+      : facts.pending?.keysPath
+        ? {
+            keysPath: facts.pending.keysPath,
+            ...(facts.pending.snapshotPath ? {snapshotPath: facts.pending.snapshotPath} : {}),
+          }
+        : {}),
   }
   await writePending(ctx.stateDir, pending)
 
-  const states = new Map<string, HostState>(facts.hosts.map((h) => [h.name, {name: h.name, stage: 'untouched'}]))
+  const states = new Map<string, HostState>(
+    facts.hosts.map((h) => [h.name, {name: h.name, stage: 'untouched'}]),
+  )
   const nodes = new Map(v.nodes.map((n) => [n.name, n]))
   const backupHint = pending.keysPath
   const incomplete = (reason: string, cause?: unknown, exitCode?: number) =>
@@ -959,9 +1188,13 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
       ...(exitCode === undefined ? {} : {exitCode}),
       cause,
     })
-  const interrupted = (phase: RediscoverPhase) => incomplete(`interrupted during "${PHASE_TITLES[phase]}"`, undefined, ExitCode.interrupted)
+  const interrupted = (phase: RediscoverPhase) =>
+    incomplete(`interrupted during "${PHASE_TITLES[phase]}"`, undefined, ExitCode.interrupted)
 
-  const onEveryHost = async (phase: RediscoverPhase, fn: (h: HostFacts, node: ResolvedNode) => Promise<{stage?: HostStage; detail?: string}>) =>
+  const onEveryHost = async (
+    phase: RediscoverPhase,
+    fn: (h: HostFacts, node: ResolvedNode) => Promise<{stage?: HostStage; detail?: string}>,
+  ) =>
     timed(phase, async () => {
       ctx.emit({type: 'phase', phase, state: 'start'})
       const results = await Promise.allSettled(
@@ -971,10 +1204,20 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
           try {
             const r = await fn(h, node)
             if (r.stage) states.get(h.name)!.stage = r.stage
-            ctx.emit({type: 'host', phase, host: h.name, state: 'done', ...(r.detail ? {detail: r.detail} : {})})
+            ctx.emit({
+              type: 'host',
+              phase,
+              host: h.name,
+              state: 'done',
+              ...(r.detail ? {detail: r.detail} : {}),
+            })
           } catch (error) {
-            const msg = error instanceof HostError ? stripHost(error.message, h.name) : firstLine((error as Error).message)
-            if (!(error instanceof InterruptedError)) states.get(h.name)!.error = `${PHASE_TITLES[phase].toLowerCase()}: ${msg}`
+            const msg =
+              error instanceof HostError
+                ? stripHost(error.message, h.name)
+                : firstLine((error as Error).message)
+            if (!(error instanceof InterruptedError))
+              states.get(h.name)!.error = `${PHASE_TITLES[phase].toLowerCase()}: ${msg}`
             ctx.emit({type: 'host', phase, host: h.name, state: 'failed', detail: msg})
             throw error
           }
@@ -985,7 +1228,10 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
         ctx.emit({type: 'phase', phase, state: 'failed'})
         const first = (failed[0] as PromiseRejectedResult).reason
         if (ctx.signal?.aborted && first instanceof InterruptedError) throw interrupted(phase)
-        throw incomplete(`${PHASE_TITLES[phase].toLowerCase()} failed on ${failed.length} of ${facts.hosts.length} hosts`, first)
+        throw incomplete(
+          `${PHASE_TITLES[phase].toLowerCase()} failed on ${failed.length} of ${facts.hosts.length} hosts`,
+          first,
+        )
       }
       ctx.emit({type: 'phase', phase, state: 'done'})
       if (ctx.signal?.aborted) throw interrupted(phase)
@@ -999,10 +1245,15 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
     const sha256 = createHash('sha256').update(h.discoveryText).digest('hex')
     let r: {stdout: string; stderr: string; code: number | null; signal?: string}
     try {
-      r = await pool.run(node, prepareHostCommand(config, v.wipe, {exists: h.discoveryFileExists, sha256}), {stdin: next, check: false, timeoutMs: 60_000})
+      r = await pool.run(node, prepareHostCommand(config, v.wipe, {exists: h.discoveryFileExists, sha256}), {
+        stdin: next,
+        check: false,
+        timeoutMs: 60_000,
+      })
     } catch (error) {
       // No answer at all (the connection died, or the command timed out): how far it got is unknown.
-      if (error instanceof HostError && (error.kind === 'unreachable' || error.kind === 'timeout')) r = {stdout: '', stderr: error.message, code: null}
+      if (error instanceof HostError && (error.kind === 'unreachable' || error.kind === 'timeout'))
+        r = {stdout: '', stderr: error.message, code: null}
       else throw error
     } finally {
       // The next step (waiting for the new boot) opens a new connection; closing this one can take
@@ -1012,7 +1263,10 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
     const got = interpretPrepare(r)
     states.get(h.name)!.stage = got.stage
     if (got.error) throw new HactlError(got.error)
-    return {stage: got.stage, detail: `${config.etcd.service} killed; ${got.removed.length > 0 ? `removed ${got.removed.join(' ')}` : 'nothing to remove'}; new URL written; reboot issued`}
+    return {
+      stage: got.stage,
+      detail: `${config.etcd.service} killed; ${got.removed.length > 0 ? `removed ${got.removed.join(' ')}` : 'nothing to remove'}; new URL written; reboot issued`,
+    }
   })
 
   // Wait for the hosts: new boot id (the same one means it did not reboot) and etcd active.
@@ -1039,9 +1293,14 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
       seen = null
     }
     if (seen === null || normalizeDiscoveryUrl(seen) !== normalizeDiscoveryUrl(newUrl)) {
-      throw new HactlError(`back with ${config.etcd.service} active, but ${config.etcd.discovery.file} has ${seen ?? 'no discovery URL'}, not the new ${newUrl}`)
+      throw new HactlError(
+        `back with ${config.etcd.service} active, but ${config.etcd.discovery.file} has ${seen ?? 'no discovery URL'}, not the new ${newUrl}`,
+      )
     }
-    return {stage: 'etcd active', detail: `boot ${id.slice(0, 8)}, ${config.etcd.service} active, new URL in place`}
+    return {
+      stage: 'etcd active',
+      detail: `boot ${id.slice(0, 8)}, ${config.etcd.service} active, new URL in place`,
+    }
   })
 
   // Wait for etcd: N healthy members, one leader, and not the old cluster.
@@ -1056,10 +1315,20 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
         ...(ctx.signal ? {signal: ctx.signal} : {}),
         onProgress: (healthy, total) => ctx.emit({type: 'members', healthy, total, size: plan.size}),
       })
-      ctx.emit({type: 'phase', phase: 'wait-etcd', state: 'done', detail: `members joined ${h.healthyCount}/${plan.size}, cluster ${h.clusterId}`})
+      ctx.emit({
+        type: 'phase',
+        phase: 'wait-etcd',
+        state: 'done',
+        detail: `members joined ${h.healthyCount}/${plan.size}, cluster ${h.clusterId}`,
+      })
       return h
     } catch (error) {
-      ctx.emit({type: 'phase', phase: 'wait-etcd', state: 'failed', detail: firstLine((error as Error).message)})
+      ctx.emit({
+        type: 'phase',
+        phase: 'wait-etcd',
+        state: 'failed',
+        detail: firstLine((error as Error).message),
+      })
       if (error instanceof InterruptedError) throw interrupted('wait-ssh')
       throw incomplete(firstLine((error as Error).message), error)
     }
@@ -1091,29 +1360,60 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
             restored += r.restored
             skippedExisting += r.skippedExisting
           }
-          ctx.emit({type: 'phase', phase: 'restore', state: 'done', detail: `${restored} keys put back${skippedExisting ? `, ${skippedExisting} already there` : ''}`})
+          ctx.emit({
+            type: 'phase',
+            phase: 'restore',
+            state: 'done',
+            detail: `${restored} keys put back${skippedExisting ? `, ${skippedExisting} already there` : ''}`,
+          })
           return {restored, skippedExisting, from: dumps}
         } catch (error) {
-          ctx.emit({type: 'phase', phase: 'restore', state: 'failed', detail: firstLine((error as Error).message)})
-          throw new HactlError(`the new etcd cluster is healthy, but putting the keys back failed: ${firstLine((error as Error).message)}`, {
-            cause: error,
-            suggestions: [`the keys are saved in ${dumps.join(' and ')}; run \`${ctx.bin} cluster rediscover\` again to redo the rediscovery and the restore`],
+          ctx.emit({
+            type: 'phase',
+            phase: 'restore',
+            state: 'failed',
+            detail: firstLine((error as Error).message),
           })
+          throw new HactlError(
+            `the new etcd cluster is healthy, but putting the keys back failed: ${firstLine((error as Error).message)}`,
+            {
+              cause: error,
+              suggestions: [
+                `the keys are saved in ${dumps.join(' and ')}; run \`${ctx.bin} cluster rediscover\` again to redo the rediscovery and the restore`,
+              ],
+            },
+          )
         }
       })
     } else {
-      ctx.emit({type: 'phase', phase: 'restore', state: 'skipped', detail: restoreSkipped ?? 'nothing to restore'})
+      ctx.emit({
+        type: 'phase',
+        phase: 'restore',
+        state: 'skipped',
+        detail: restoreSkipped ?? 'nothing to restore',
+      })
       restoreSkipped ??= 'nothing to restore'
     }
     await removePending(ctx.stateDir, plan.cluster)
     const {appendHistory, finishHistoryEntry, startHistoryEntry} = await import('../history.js')
-    const entry = finishHistoryEntry(startHistoryEntry({cluster: plan.cluster, argv: env.argv, plan: plan.steps, at: new Date(env.started)}), {
-      exitCode: 0,
-      results: facts.hosts.map((h) => ({node: h.name, ok: true, detail: `rebooted (boot ${newBoot.get(h.name)?.slice(0, 8) ?? '?'}), etcd active`})),
+    const entry = finishHistoryEntry(
+      startHistoryEntry({cluster: plan.cluster, argv: env.argv, plan: plan.steps, at: new Date(env.started)}),
+      {
+        exitCode: 0,
+        results: facts.hosts.map((h) => ({
+          node: h.name,
+          ok: true,
+          detail: `rebooted (boot ${newBoot.get(h.name)?.slice(0, 8) ?? '?'}), etcd active`,
+        })),
+      },
+    )
+    const hist = await appendHistory(entry, {
+      stateDir: ctx.stateDir,
+      etcd: {handle: h2, prefix: config.etcd.prefixes.history},
     })
-    const hist = await appendHistory(entry, {stateDir: ctx.stateDir, etcd: {handle: h2, prefix: config.etcd.prefixes.history}})
     if (hist.fileError) warnings.push(`could not write the history file ${hist.file}: ${hist.fileError}`)
-    if (hist.etcd && 'error' in hist.etcd) warnings.push(`could not write the history entry to etcd: ${hist.etcd.error}`)
+    if (hist.etcd && 'error' in hist.etcd)
+      warnings.push(`could not write the history entry to etcd: ${hist.etcd.error}`)
   } finally {
     await h2.close().catch(() => undefined)
   }
@@ -1124,7 +1424,12 @@ async function applyPlan(config: HactlConfig, pool: SshPool, plan: RediscoverPla
     newClusterId: health.clusterId,
     members: health.members.map((m) => ({id: m.id, name: m.name, healthy: m.healthy, isLeader: m.isLeader})),
     ...(leader ? {leader: {id: leader.id, name: leader.name}} : {}),
-    hosts: facts.hosts.map((h) => ({name: h.name, host: h.host, oldBootId: h.bootId, newBootId: newBoot.get(h.name) ?? ''})),
+    hosts: facts.hosts.map((h) => ({
+      name: h.name,
+      host: h.host,
+      oldBootId: h.bootId,
+      newBootId: newBoot.get(h.name) ?? '',
+    })),
     ...(backup ? {backup} : {}),
     ...(backupSkipped ? {backupSkipped} : {}),
     ...(restore ? {restore} : {}),
@@ -1143,7 +1448,14 @@ export async function waitForReboot(
   node: ResolvedNode,
   oldBootId: string,
   service: string,
-  opts: {timeoutMs: number; pollMs: number; discoveryFile?: string; signal?: AbortSignal; onState?: (stage: HostStage, detail: string) => void; now?: () => number},
+  opts: {
+    timeoutMs: number
+    pollMs: number
+    discoveryFile?: string
+    signal?: AbortSignal
+    onState?: (stage: HostStage, detail: string) => void
+    now?: () => number
+  },
 ): Promise<{bootId: string; discoveryText?: string}> {
   const now = opts.now ?? Date.now
   const deadline = now() + opts.timeoutMs
@@ -1159,8 +1471,13 @@ export async function waitForReboot(
     if (opts.signal?.aborted) throw new InterruptedError()
     const left = deadline - now()
     if (left <= 0) {
-      if (sawOld && !lastError) throw new HactlError(`still up with the same boot id ${oldBootId.slice(0, 8)} after ${formatMs(opts.timeoutMs)}: it did not reboot`)
-      throw new HactlError(`not back after ${formatMs(opts.timeoutMs)} (--reboot-timeout)${lastError ? `: ${lastError}` : ''}`)
+      if (sawOld && !lastError)
+        throw new HactlError(
+          `still up with the same boot id ${oldBootId.slice(0, 8)} after ${formatMs(opts.timeoutMs)}: it did not reboot`,
+        )
+      throw new HactlError(
+        `not back after ${formatMs(opts.timeoutMs)} (--reboot-timeout)${lastError ? `: ${lastError}` : ''}`,
+      )
     }
     try {
       const waitMs = Math.max(0, Math.min(30_000, left - 2000))
@@ -1179,7 +1496,9 @@ export async function waitForReboot(
         report('reboot issued', 'old system still up')
         void pool.drop(node).catch(() => undefined)
       } else if (state === 'active') {
-        return opts.discoveryFile === undefined ? {bootId: boot} : {bootId: boot, discoveryText: Buffer.from(rest.join(''), 'base64').toString('utf8')}
+        return opts.discoveryFile === undefined
+          ? {bootId: boot}
+          : {bootId: boot, discoveryText: Buffer.from(rest.join(''), 'base64').toString('utf8')}
       } else {
         report('rebooted', `back (boot ${boot.slice(0, 8)}), ${service} ${state || 'not active'}`)
       }
@@ -1197,7 +1516,14 @@ async function waitForHealthy(
   config: HactlConfig,
   pool: SshPool,
   nodes: ResolvedNode[],
-  opts: {size: number; oldClusterId?: string; timeoutMs: number; pollMs: number; signal?: AbortSignal; onProgress: (healthy: number, total: number) => void},
+  opts: {
+    size: number
+    oldClusterId?: string
+    timeoutMs: number
+    pollMs: number
+    signal?: AbortSignal
+    onProgress: (healthy: number, total: number) => void
+  },
 ): Promise<EtcdClusterHealth> {
   const {etcdClusterHealth} = await import('../etcd/health.js')
   const deadline = Date.now() + opts.timeoutMs
@@ -1214,7 +1540,9 @@ async function waitForHealthy(
       last = h
       lastError = ''
       if (opts.oldClusterId && h.clusterId === opts.oldClusterId) {
-        throw new HactlError(`etcd answers with the OLD cluster id ${h.clusterId}: the data was not removed (check etcd.dataDir and etcd.wipe in ${config.file})`)
+        throw new HactlError(
+          `etcd answers with the OLD cluster id ${h.clusterId}: the data was not removed (check etcd.dataDir and etcd.wipe in ${config.file})`,
+        )
       }
       if (h.healthyCount !== reported) {
         reported = h.healthyCount
@@ -1228,10 +1556,15 @@ async function waitForHealthy(
       await handle.close().catch(() => undefined)
     }
     if (Date.now() >= deadline) {
-      const state = last ? `${last.healthyCount}/${opts.size} members healthy${last.leaderId ? '' : ', no leader'}` : `no answer${lastError ? ` (${lastError})` : ''}`
-      throw new HactlError(`etcd did not become healthy within ${formatMs(opts.timeoutMs)} (--health-timeout): ${state}`, {
-        suggestions: [`look at etcd on the hosts: journalctl -u ${config.etcd.service}`],
-      })
+      const state = last
+        ? `${last.healthyCount}/${opts.size} members healthy${last.leaderId ? '' : ', no leader'}`
+        : `no answer${lastError ? ` (${lastError})` : ''}`
+      throw new HactlError(
+        `etcd did not become healthy within ${formatMs(opts.timeoutMs)} (--health-timeout): ${state}`,
+        {
+          suggestions: [`look at etcd on the hosts: journalctl -u ${config.etcd.service}`],
+        },
+      )
     }
     await sleep(Math.min(opts.pollMs, Math.max(0, deadline - Date.now())), opts.signal)
   }
@@ -1243,10 +1576,16 @@ export function pendingFile(stateDir: string, cluster: string): string {
   return path.join(stateDir, `rediscover-${cluster}.pending.json`)
 }
 
-export async function readPending(stateDir: string, cluster: string): Promise<PendingRediscovery | undefined> {
+export async function readPending(
+  stateDir: string,
+  cluster: string,
+): Promise<PendingRediscovery | undefined> {
   try {
-    const p = JSON.parse(await readFile(pendingFile(stateDir, cluster), 'utf8')) as Partial<PendingRediscovery>
-    if (p && p.cluster === cluster && typeof p.startedAt === 'string' && typeof p.newUrl === 'string') return p as PendingRediscovery
+    const p = JSON.parse(
+      await readFile(pendingFile(stateDir, cluster), 'utf8'),
+    ) as Partial<PendingRediscovery>
+    if (p && p.cluster === cluster && typeof p.startedAt === 'string' && typeof p.newUrl === 'string')
+      return p as PendingRediscovery
   } catch {
     // Missing or unreadable: no pending rediscovery.
   }
@@ -1267,10 +1606,18 @@ async function removePending(stateDir: string, cluster: string): Promise<void> {
 // --- helpers ---------------------------------------------------------------------------------
 
 /** Await p, but reject with onAbort() as soon as the signal fires (p's late result is cleaned up). */
-async function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined, onAbort: () => Error, cleanup?: (late: T) => Promise<void>): Promise<T> {
+async function untilAborted<T>(
+  p: Promise<T>,
+  signal: AbortSignal | undefined,
+  onAbort: () => Error,
+  cleanup?: (late: T) => Promise<void>,
+): Promise<T> {
   if (!signal) return p
   if (signal.aborted) {
-    p.then((late) => cleanup?.(late), () => undefined)
+    p.then(
+      (late) => cleanup?.(late),
+      () => undefined,
+    )
     throw onAbort()
   }
   let listener: (() => void) | undefined
@@ -1279,7 +1626,10 @@ async function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined, o
       p,
       new Promise<never>((_, reject) => {
         listener = () => {
-          p.then((late) => cleanup?.(late), () => undefined)
+          p.then(
+            (late) => cleanup?.(late),
+            () => undefined,
+          )
           reject(onAbort())
         }
         signal.addEventListener('abort', listener, {once: true})
