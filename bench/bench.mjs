@@ -12,6 +12,7 @@
 //   BENCH_DEADLINE=EPOCH_MS  stop starting new rounds after this (run.sh: 14 min after it started)
 //   BENCH_KEEP_WORK=1     keep the scratch directory (logs of every run) even when all went well
 import fs from 'node:fs'
+import {stringify as stringifyYaml} from 'yaml'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -54,6 +55,8 @@ const LABS = {
 }
 /** The idle node the drain benchmark drains: the last Asterisk host without etcd. */
 const DRAIN_NODE = 'ast4'
+/** Ansible's default SSH connect timeout ([defaults] timeout = 10), given to hactl too. */
+const BENCH_CONNECT_TIMEOUT = '10s'
 
 const WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'hactl-bench-'))
 for (const d of ['logs', 'rss', 'cp', 'state', 'ansible-tmp']) fs.mkdirSync(path.join(WORK, d))
@@ -69,7 +72,7 @@ function log(line) {
 const baseEnv = {...env, NO_COLOR: '1', FORCE_COLOR: '0', LANG: 'C.UTF-8'}
 delete baseEnv.HACTL_CONFIG
 function hactlEnv(lab) {
-  return {...baseEnv, ...(lab ? {HACTL_CONFIG: lab.configPath} : {}), XDG_STATE_HOME: path.join(WORK, 'state')}
+  return {...baseEnv, ...(lab ? {HACTL_CONFIG: lab.benchConfigPath} : {}), XDG_STATE_HOME: path.join(WORK, 'state')}
 }
 const ansibleEnv = {
   ...baseEnv,
@@ -114,7 +117,7 @@ async function labUp(spec, labUpResults) {
   if (labExists(spec.name)) {
     if (REUSE && labState(spec.name)?.status === 'up') {
       log(`reusing lab ${spec.name} (not timed)`)
-      return loadLab(spec.name)
+      return withInventory(loadLab(spec.name))
     }
     log(`lab ${spec.name} is left from an earlier bench run: taking it down first`)
     await labDown(spec.name)
@@ -135,16 +138,25 @@ async function labUp(spec, labUpResults) {
   })
   if (!r.ok) throw new Error(`lab up ${spec.name} failed (see ${path.join(WORK, r.log)})`)
   log(`lab ${spec.name} up in ${Math.round(r.ms)} ms`)
-  const lab = loadLab(spec.name)
-  lab.inventory = path.join(WORK, `inventory-${spec.name}.yml`)
-  fs.writeFileSync(lab.inventory, ansibleInventory(lab))
-  return lab
+  return withInventory(loadLab(spec.name))
 }
 
+/**
+ * The files both tools read: the Ansible inventory generated from the lab's hactl.yaml, and a copy
+ * of that hactl.yaml whose only change is ssh.connectTimeout = Ansible's default SSH timeout (10 s;
+ * the lab writes 3 s), so that on a loaded machine neither tool gives up on a slow handshake sooner
+ * than the other.
+ */
 function withInventory(lab) {
   if (!lab.inventory) {
     lab.inventory = path.join(WORK, `inventory-${lab.name}.yml`)
     fs.writeFileSync(lab.inventory, ansibleInventory(lab))
+  }
+  if (!lab.benchConfigPath) {
+    const copy = structuredClone(lab.config)
+    copy.ssh = {...copy.ssh, connectTimeout: BENCH_CONNECT_TIMEOUT}
+    lab.benchConfigPath = path.join(WORK, `hactl-${lab.name}.yaml`)
+    fs.writeFileSync(lab.benchConfigPath, `# ${lab.configPath} with ssh.connectTimeout ${BENCH_CONNECT_TIMEOUT} (bench/bench.mjs)\n${stringifyYaml(copy)}`)
   }
   return lab
 }
@@ -565,7 +577,7 @@ async function main() {
   try {
     if (wanted('cold')) res.cold = await coldStart()
     if (['status', 'drain', 'rediscover'].some(wanted)) {
-      const lab = withInventory(await labUp(LABS.small, res.labUp))
+      const lab = await labUp(LABS.small, res.labUp)
       for (const def of smallBenches(lab)) if (wanted(def.id)) res.benchmarks.push(await pairBench(def))
       if (started.has(lab.name)) {
         await labDown(lab.name)
@@ -576,7 +588,7 @@ async function main() {
       if (timeLeft() < 120_000) {
         notes.push('the 50-host benchmarks were skipped: not enough time left in the budget')
       } else {
-        const lab = withInventory(await labUp(LABS.big, res.labUp))
+        const lab = await labUp(LABS.big, res.labUp)
         for (const def of bigBenches(lab)) if (wanted(def.id)) res.benchmarks.push(await pairBench(def))
       }
     }

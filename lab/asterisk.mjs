@@ -486,6 +486,9 @@ async function runDaemon(o) {
     let to = req.h.to ?? ''
     if (!/;\s*tag=/i.test(to)) to += `;tag=${req.toTag}`
     lines.push(`To: ${to}`)
+    // A dialog-creating 2xx carries the proxy's Record-Route back (RFC 3261 12.1.1).
+    if (req.method === 'INVITE' && code >= 200 && code < 300)
+      for (const rr of req.recordRoutes) lines.push(`Record-Route: ${rr}`)
     lines.push(`Call-ID: ${req.h['call-id'] ?? ''}`)
     lines.push(`CSeq: ${req.h.cseq ?? ''}`)
     lines.push(`Server: Asterisk PBX ${VERSION}`)
@@ -510,6 +513,7 @@ async function runDaemon(o) {
     const [method, uri] = lines.shift().split(' ')
     const h = {}
     const vias = []
+    const recordRoutes = []
     for (const l of lines) {
       const i = l.indexOf(':')
       if (i < 0) continue
@@ -517,9 +521,10 @@ async function runDaemon(o) {
       name = COMPACT[name] ?? name
       const value = l.slice(i + 1).trim()
       if (name === 'via') vias.push(...value.split(/,(?=\s*SIP\/)/i).map((v) => v.trim()))
+      else if (name === 'record-route') recordRoutes.push(value)
       else if (!(name in h)) h[name] = value
     }
-    return {method, uri, h, vias}
+    return {method, uri, h, vias, recordRoutes}
   }
 
   function onSip(buf, rinfo) {

@@ -484,8 +484,10 @@ function hostPids() {
   return pids
 }
 
+/** A boot starts with an empty /run, and an empty /tmp (Debian 12's tmpfiles.d does `D /tmp`). */
 function clearRun() {
-  for (const e of readdirSync(RUN)) rmSync(path.join(RUN, e), {recursive: true, force: true})
+  for (const dir of [RUN, '/tmp'])
+    for (const e of readdirSync(dir)) rmSync(path.join(dir, e), {recursive: true, force: true})
   for (const d of ['sshd', 'asterisk', 'kamailio', 'lock', 'systemd/system'])
     mkdirSync(path.join(RUN, d), {recursive: true})
 }

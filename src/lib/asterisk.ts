@@ -42,7 +42,11 @@ export function interpretChannelsCount(output: string, code: number | null): Ast
   const answer = classifyAsteriskAnswer(output, code)
   if (answer.kind === 'not-running') return {state: 'stopped'}
   if (answer.kind === 'shutdown-pending') return {state: 'shutdown-pending'}
-  const first = output.split('\n').find((l) => l.trim() !== '')?.trim() ?? `exit status ${code ?? 'unknown'}`
+  const first =
+    output
+      .split('\n')
+      .find((l) => l.trim() !== '')
+      ?.trim() ?? `exit status ${code ?? 'unknown'}`
   if (answer.kind !== 'ok') return {state: 'unknown', detail: first}
   try {
     const c = parseChannelsCount(output)
@@ -83,7 +87,10 @@ const MARK = '@@hactl-asterisk@@'
  * The unit's state and the CLI's answer in one round trip. The CLI is asked only while the unit
  * is not down: a stopped box answers with its unit state alone, one process fewer per poll.
  */
-export async function probeUnitAndCli(deps: AsteriskDeps, node: ResolvedNode): Promise<{unit: UnitState; asterisk: AsteriskState}> {
+export async function probeUnitAndCli(
+  deps: AsteriskDeps,
+  node: ResolvedNode,
+): Promise<{unit: UnitState; asterisk: AsteriskState}> {
   const r = await deps.pool.run(node, unitAndCliCommand(deps.config), {check: false})
   return parseUnitAndCli(r.stdout)
 }
@@ -104,7 +111,12 @@ export function parseUnitAndCli(stdout: string): {unit: UnitState; asterisk: Ast
   const cli = rest.replace(/@@hactl-asterisk@@rc \d+\s*$/, '').trimEnd()
   const unit = unitText.trim().split('\n').pop()?.trim() || 'unknown'
   if (!rc && unitIsDown(unit)) return {unit, asterisk: {state: 'stopped'}}
-  return {unit, asterisk: rc ? interpretChannelsCount(cli, Number(rc[1])) : {state: 'unknown', detail: 'no answer from the asterisk CLI'}}
+  return {
+    unit,
+    asterisk: rc
+      ? interpretChannelsCount(cli, Number(rc[1]))
+      : {state: 'unknown', detail: 'no answer from the asterisk CLI'},
+  }
 }
 
 /** `inactive` and `failed` mean the process is gone and systemd will not bring it back by itself. */
@@ -165,11 +177,18 @@ export async function waitForCallsToEnd(
       unknownInARow += 1
       if (unknownInARow >= 3) {
         throw new HactlError(`${node.name}: cannot count the calls: the Asterisk CLI answers "${a.detail}"`, {
-          suggestions: [`check asterisk.cli in hactl.yaml and run: hactl exec ${node.name} -- ${deps.config.asterisk.cli} 'core show channels count'`],
+          suggestions: [
+            `check asterisk.cli in hactl.yaml and run: hactl exec ${node.name} -- ${deps.config.asterisk.cli} 'core show channels count'`,
+          ],
         })
       }
     }
-    const left = {callsAtStart: callsAtStart ?? 0, callsLeft: last.calls, channelsLeft: last.channels, waitedMs}
+    const left = {
+      callsAtStart: callsAtStart ?? 0,
+      callsLeft: last.calls,
+      channelsLeft: last.channels,
+      waitedMs,
+    }
     if (opts.signal?.aborted) return {outcome: 'interrupted', ...left}
     if (Date.now() >= opts.deadline) return {outcome: 'timeout', ...left}
     await sleep(Math.min(opts.pollMs, Math.max(0, opts.deadline - Date.now())), opts.signal)
@@ -186,17 +205,29 @@ export type StopOutcome =
  * When the unit restarts Asterisk by itself (Restart=always), the fresh process has no calls and
  * `systemctl stop` finishes the job.
  */
-export async function stopAsteriskGracefully(deps: AsteriskDeps, node: ResolvedNode, opts: WaitOptions & {onProgress?: (p: CallsProgress) => void}): Promise<StopOutcome> {
+export async function stopAsteriskGracefully(
+  deps: AsteriskDeps,
+  node: ResolvedNode,
+  opts: WaitOptions & {onProgress?: (p: CallsProgress) => void},
+): Promise<StopOutcome> {
   return stopAsterisk(deps, node, 'core stop gracefully', opts)
 }
 
 /** A shutdown is pending already (someone ran `core stop gracefully`): wait for Asterisk to exit. */
-export async function waitForAsteriskExit(deps: AsteriskDeps, node: ResolvedNode, opts: WaitOptions & {onProgress?: (p: CallsProgress) => void}): Promise<StopOutcome> {
+export async function waitForAsteriskExit(
+  deps: AsteriskDeps,
+  node: ResolvedNode,
+  opts: WaitOptions & {onProgress?: (p: CallsProgress) => void},
+): Promise<StopOutcome> {
   return stopAsterisk(deps, node, null, opts)
 }
 
 /** `core stop now`: ends the calls that are left. Only on `--force`. */
-export async function stopAsteriskNow(deps: AsteriskDeps, node: ResolvedNode, opts: WaitOptions): Promise<StopOutcome> {
+export async function stopAsteriskNow(
+  deps: AsteriskDeps,
+  node: ResolvedNode,
+  opts: WaitOptions,
+): Promise<StopOutcome> {
   return stopAsterisk(deps, node, 'core stop now', opts)
 }
 
@@ -214,24 +245,42 @@ async function stopAsterisk(
   let first = command ? await sendStop(deps, node, command, budget) : undefined
   const pollMs = Math.min(opts.pollMs, 250)
   let unitStopIssued = false
-  let lastSeen: {unit: UnitState; asterisk: AsteriskState} = {unit: 'unknown', asterisk: {state: 'unknown', detail: 'not asked yet'}}
+  let lastSeen: {unit: UnitState; asterisk: AsteriskState} = {
+    unit: 'unknown',
+    asterisk: {state: 'unknown', detail: 'not asked yet'},
+  }
   for (;;) {
     const s = first ?? (await probeUnitAndCli(deps, node))
     first = undefined
     lastSeen = s
     if (unitIsDown(s.unit)) return {outcome: 'stopped', durationMs: Date.now() - started}
     const a = s.asterisk
-    if (a.state === 'running') opts.onProgress?.({callsLeft: a.activeCalls, channelsLeft: a.activeChannels, elapsedMs: Date.now() - started})
+    if (a.state === 'running')
+      opts.onProgress?.({
+        callsLeft: a.activeCalls,
+        channelsLeft: a.activeChannels,
+        elapsedMs: Date.now() - started,
+      })
     // No Asterisk process (or a fresh one without calls) while systemd still calls the unit up:
     // systemd restarted it or is about to. Stopping the unit cuts nothing.
-    const idle = a.state === 'stopped' || (a.state === 'running' && a.activeCalls === 0 && a.activeChannels === 0)
-    if (idle && !unitStopIssued && (s.unit === 'activating' || s.unit === 'active' || s.unit === 'reloading')) {
+    const idle =
+      a.state === 'stopped' || (a.state === 'running' && a.activeCalls === 0 && a.activeChannels === 0)
+    if (
+      idle &&
+      !unitStopIssued &&
+      (s.unit === 'activating' || s.unit === 'active' || s.unit === 'reloading')
+    ) {
       unitStopIssued = true
-      await deps.pool.run(node, `${unitCommand(deps.config, 'stop')} </dev/null`, {check: false, timeoutMs: budget, timeoutName: '--timeout'})
+      await deps.pool.run(node, `${unitCommand(deps.config, 'stop')} </dev/null`, {
+        check: false,
+        timeoutMs: budget,
+        timeoutName: '--timeout',
+      })
       continue
     }
     if (opts.signal?.aborted) return {outcome: 'interrupted', durationMs: Date.now() - started, ...lastSeen}
-    if (Date.now() >= opts.deadline) return {outcome: 'timeout', durationMs: Date.now() - started, ...lastSeen}
+    if (Date.now() >= opts.deadline)
+      return {outcome: 'timeout', durationMs: Date.now() - started, ...lastSeen}
     await sleep(Math.min(pollMs, Math.max(0, opts.deadline - Date.now())), opts.signal)
   }
 }
@@ -242,11 +291,17 @@ const STOP_MARK = '@@hactl-stop@@'
  * Send a stop command, then probe the unit in the same round trip. Undefined when the CLI was
  * still blocked after budgetMs (Asterisk waits for calls): the caller's poll takes over.
  */
-async function sendStop(deps: AsteriskDeps, node: ResolvedNode, command: string, budgetMs: number): Promise<{unit: UnitState; asterisk: AsteriskState} | undefined> {
+async function sendStop(
+  deps: AsteriskDeps,
+  node: ResolvedNode,
+  command: string,
+  budgetMs: number,
+): Promise<{unit: UnitState; asterisk: AsteriskState} | undefined> {
   let stdout: string
   try {
     const cmd = `${asteriskCliCommand(deps.config, command)}; echo "${STOP_MARK}rc $?"; ${unitAndCliCommand(deps.config)}`
-    stdout = (await deps.pool.run(node, cmd, {check: false, timeoutMs: budgetMs, timeoutName: '--timeout'})).stdout
+    stdout = (await deps.pool.run(node, cmd, {check: false, timeoutMs: budgetMs, timeoutName: '--timeout'}))
+      .stdout
   } catch (error) {
     if (error instanceof TimeoutError) return undefined
     throw error
@@ -275,7 +330,14 @@ export async function abortShutdown(deps: AsteriskDeps, node: ResolvedNode): Pro
  * `systemctl start` the unit, then wait until the Asterisk CLI answers `core show channels count`
  * (the unit says active well before Asterisk has loaded its modules).
  */
-export async function startAsterisk(deps: AsteriskDeps, node: ResolvedNode, opts: WaitOptions): Promise<{outcome: 'started'; durationMs: number} | {outcome: 'timeout' | 'interrupted'; durationMs: number; asterisk: AsteriskState}> {
+export async function startAsterisk(
+  deps: AsteriskDeps,
+  node: ResolvedNode,
+  opts: WaitOptions,
+): Promise<
+  | {outcome: 'started'; durationMs: number}
+  | {outcome: 'timeout' | 'interrupted'; durationMs: number; asterisk: AsteriskState}
+> {
   const started = Date.now()
   await deps.pool.run(node, `${unitCommand(deps.config, 'start')} </dev/null`, {
     check: true,
@@ -287,7 +349,8 @@ export async function startAsterisk(deps: AsteriskDeps, node: ResolvedNode, opts
     const a = await probeAsterisk(deps, node)
     if (a.state === 'running') return {outcome: 'started', durationMs: Date.now() - started}
     if (opts.signal?.aborted) return {outcome: 'interrupted', durationMs: Date.now() - started, asterisk: a}
-    if (Date.now() >= opts.deadline) return {outcome: 'timeout', durationMs: Date.now() - started, asterisk: a}
+    if (Date.now() >= opts.deadline)
+      return {outcome: 'timeout', durationMs: Date.now() - started, asterisk: a}
     await sleep(Math.min(pollMs, Math.max(0, opts.deadline - Date.now())), opts.signal)
   }
 }

@@ -45,7 +45,12 @@ export function kamcmd(config: HactlConfig, args: Array<string | number>): strin
  * Find each node's destination in the set `kamailio.setId` of a `dispatcher.list` answer. Pure.
  * An empty dispatcher ("No Destination Sets") makes every node absent; any other error throws.
  */
-export function viewsFromList(config: HactlConfig, kamailio: string, text: string, nodes: ResolvedNode[]): Map<string, DestinationView> {
+export function viewsFromList(
+  config: HactlConfig,
+  kamailio: string,
+  text: string,
+  nodes: ResolvedNode[],
+): Map<string, DestinationView> {
   let parsed: DispatcherList
   try {
     parsed = parseDispatcherList(text)
@@ -53,16 +58,20 @@ export function viewsFromList(config: HactlConfig, kamailio: string, text: strin
     const answer = classifyKamcmdAnswer(text, 0)
     const detail = answer.kind === 'ok' ? (error as Error).message.split('\n')[0] : answer.message
     throw new HactlError(`${kamailio}: kamcmd dispatcher.list failed: ${detail}`, {
-      suggestions: [`check that Kamailio runs and kamailio.cli in hactl.yaml is right: hactl exec ${kamailio} -- ${config.kamailio.cli} dispatcher.list`],
+      suggestions: [
+        `check that Kamailio runs and kamailio.cli in hactl.yaml is right: hactl exec ${kamailio} -- ${config.kamailio.cli} dispatcher.list`,
+      ],
     })
   }
   const byKey = new Map<string, DestinationView>()
   for (const set of parsed.sets) {
     if (set.id !== config.kamailio.setId) continue
-    for (const t of set.targets) byKey.set(`${t.host}:${t.port}`, {flags: t.flags, state: normalizeState(t.state)})
+    for (const t of set.targets)
+      byKey.set(`${t.host}:${t.port}`, {flags: t.flags, state: normalizeState(t.state)})
   }
   const out = new Map<string, DestinationView>()
-  for (const n of nodes) out.set(n.name, byKey.get(destinationKey(config, n)) ?? {flags: null, state: 'absent'})
+  for (const n of nodes)
+    out.set(n.name, byKey.get(destinationKey(config, n)) ?? {flags: null, state: 'absent'})
   return out
 }
 
@@ -71,7 +80,11 @@ function normalizeState(s: string): DestinationState {
 }
 
 /** Read one Kamailio's dispatcher list: the view of each node. Throws HostError when it cannot be asked. */
-export async function readDestinations(deps: KamailioDeps, kamailio: ResolvedNode, nodes: ResolvedNode[]): Promise<Map<string, DestinationView>> {
+export async function readDestinations(
+  deps: KamailioDeps,
+  kamailio: ResolvedNode,
+  nodes: ResolvedNode[],
+): Promise<Map<string, DestinationView>> {
   const r = await deps.pool.run(kamailio, kamcmd(deps.config, ['dispatcher.list']), {check: false})
   return viewsFromList(deps.config, kamailio.name, r.stdout, nodes)
 }
@@ -117,7 +130,10 @@ export async function setDestinationState(
   const answerText = (m ? r.stdout.slice(0, m.index) : r.stdout).trim()
   const answer = classifyKamcmdAnswer(answerText, m ? Number(m[1]) : null)
   const list = m ? r.stdout.slice(m.index + m[0].length + 1) : ''
-  const view = viewsFromList(deps.config, kamailio.name, list, [node]).get(node.name) ?? {flags: null, state: 'absent' as const}
+  const view = viewsFromList(deps.config, kamailio.name, list, [node]).get(node.name) ?? {
+    flags: null,
+    state: 'absent' as const,
+  }
   const ok = answer.kind === 'ok' && (state === 'd' || state === 'ap' ? matchesWanted(view, state) : true)
   if (!ok) {
     throw new HactlError(

@@ -1,6 +1,14 @@
 import {parseDuration} from '../lib/config/schema.js'
 import {formatMs, InterruptedError, UserError} from '../lib/errors.js'
-import {waits, type DrainRunOutput, type DrainRunPlan, type NodeRunResult, type PlanStep, type StepEvent, type StepKind} from '../lib/ops/drain.js'
+import {
+  waits,
+  type DrainRunOutput,
+  type DrainRunPlan,
+  type NodeRunResult,
+  type PlanStep,
+  type StepEvent,
+  type StepKind,
+} from '../lib/ops/drain.js'
 
 /**
  * Human side of `hactl node drain|undrain`: the plan (stderr), the progress rows (stderr; a listr2
@@ -14,9 +22,16 @@ async function chalkFor(color: boolean): Promise<Chalk> {
   return color ? mod.default : new mod.Chalk({level: 0})
 }
 
-export async function renderPlan(plan: DrainRunPlan, opts: {color: boolean; dryRun?: boolean}): Promise<string> {
+export async function renderPlan(
+  plan: DrainRunPlan,
+  opts: {color: boolean; dryRun?: boolean},
+): Promise<string> {
   const c = await chalkFor(opts.color)
-  const lines: string[] = [c.bold(`Plan: ${plan.operation} ${plan.nodes.map((n) => n.node).join(', ')}${opts.dryRun ? ' (dry run: nothing will change)' : ''}`)]
+  const lines: string[] = [
+    c.bold(
+      `Plan: ${plan.operation} ${plan.nodes.map((n) => n.node).join(', ')}${opts.dryRun ? ' (dry run: nothing will change)' : ''}`,
+    ),
+  ]
   for (const n of plan.nodes) {
     lines.push(`  ${c.bold(n.node)}  ${c.dim(n.state)}`)
     if (n.action === 'none') lines.push(`    ${c.green('nothing to do:')} ${n.reason}`)
@@ -24,7 +39,10 @@ export async function renderPlan(plan: DrainRunPlan, opts: {color: boolean; dryR
     else n.steps.forEach((s, i) => lines.push(`    ${i + 1}. ${s.title}`))
   }
   const applying = plan.nodes.some((n) => n.action === 'apply')
-  if (plan.capacity && applying) lines.push(`  ${c.bold('capacity')}  ${plan.capacity.ok ? plan.capacity.message : c.yellow(plan.capacity.message)}`)
+  if (plan.capacity && applying)
+    lines.push(
+      `  ${c.bold('capacity')}  ${plan.capacity.ok ? plan.capacity.message : c.yellow(plan.capacity.message)}`,
+    )
   if (plan.operation === 'drain' && waits(plan)) {
     lines.push(
       `  ${c.bold('timeout')}   ${formatMs(plan.timeoutMs)}; ${plan.force ? c.yellow('then end the remaining calls (--force)') : 'then leave the box out of rotation and report the calls left'}`,
@@ -54,11 +72,18 @@ export function stateLine(n: NodeRunResult): string {
     .map(([k, v]) => `${k} ${v ?? 'absent'}`)
     .join(', ')
   const calls = [
-    n.callsDrained === undefined ? '' : `${n.callsDrained} ${n.callsDrained === 1 ? 'call' : 'calls'} drained`,
+    n.callsDrained === undefined
+      ? ''
+      : `${n.callsDrained} ${n.callsDrained === 1 ? 'call' : 'calls'} drained`,
     n.callsLeft === undefined ? '' : `${n.callsLeft} left`,
     n.callsCut ? `${n.callsCut} cut` : '',
   ].filter(Boolean)
-  return [`dispatchers: ${rotation || 'none'}`, `asterisk: ${n.asterisk}`, `mark: ${n.mark ?? 'none'}`, ...(calls.length > 0 ? [calls.join(', ')] : [])].join('; ')
+  return [
+    `dispatchers: ${rotation || 'none'}`,
+    `asterisk: ${n.asterisk}`,
+    `mark: ${n.mark ?? 'none'}`,
+    ...(calls.length > 0 ? [calls.join(', ')] : []),
+  ].join('; ')
 }
 
 function outcomeMark(n: NodeRunResult, c: Chalk): string {
@@ -97,7 +122,10 @@ interface Row {
 }
 
 /** Rows per node and step; listr2 on a terminal, plain lines elsewhere, nothing when `enabled` is false. */
-export async function startDrainProgress(plan: DrainRunPlan, opts: {stream?: NodeJS.WriteStream; tty?: boolean; enabled?: boolean} = {}): Promise<DrainProgress> {
+export async function startDrainProgress(
+  plan: DrainRunPlan,
+  opts: {stream?: NodeJS.WriteStream; tty?: boolean; enabled?: boolean} = {},
+): Promise<DrainProgress> {
   const stream = opts.stream ?? process.stderr
   if (opts.enabled === false) return {onEvent() {}, async finish() {}}
   const rows = new Map<string, Row>()
@@ -112,7 +140,10 @@ export async function startDrainProgress(plan: DrainRunPlan, opts: {stream?: Nod
 
 function waitText(e: Extract<StepEvent, {type: 'progress'}>): string {
   // Channels only matter when no call is left but a channel is (a ringing or one-legged channel).
-  const channels = e.callsLeft === 0 && e.channelsLeft > 0 ? ` (${e.channelsLeft} ${e.channelsLeft === 1 ? 'channel' : 'channels'})` : ''
+  const channels =
+    e.callsLeft === 0 && e.channelsLeft > 0
+      ? ` (${e.channelsLeft} ${e.channelsLeft === 1 ? 'channel' : 'channels'})`
+      : ''
   return `${e.callsLeft} ${e.callsLeft === 1 ? 'call' : 'calls'} left${channels}, ${elapsed(e.elapsedMs)} elapsed`
 }
 
@@ -121,7 +152,11 @@ function elapsed(ms: number): string {
   return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
 }
 
-function plainProgress(rows: Map<string, Row>, key: (n: string, s: StepKind) => string, stream: NodeJS.WritableStream): DrainProgress {
+function plainProgress(
+  rows: Map<string, Row>,
+  key: (n: string, s: StepKind) => string,
+  stream: NodeJS.WritableStream,
+): DrainProgress {
   const lastProgress = new Map<string, {text: string; at: number}>()
   const line = (node: string, text: string) => stream.write(`${node}: ${text}\n`)
   return {
@@ -162,7 +197,12 @@ function plainProgress(rows: Map<string, Row>, key: (n: string, s: StepKind) => 
   }
 }
 
-async function listrProgress(plan: DrainRunPlan, rows: Map<string, Row>, key: (n: string, s: StepKind) => string, stream: NodeJS.WriteStream): Promise<DrainProgress> {
+async function listrProgress(
+  plan: DrainRunPlan,
+  rows: Map<string, Row>,
+  key: (n: string, s: StepKind) => string,
+  stream: NodeJS.WriteStream,
+): Promise<DrainProgress> {
   const {Listr, DefaultRenderer, ListrLogger, ProcessOutput} = await import('listr2')
   // Our tree goes to stderr: a renderer that does not insist on a terminal stdout lets
   // `hactl node drain ast3 > summary.txt` keep the live rows.
@@ -175,14 +215,20 @@ async function listrProgress(plan: DrainRunPlan, rows: Map<string, Row>, key: (n
     row.finish?.(f)
   }
   // One row per step; the task just waits for the lib's events about that step.
-  const runRow = async (row: Row, task: {title: string | undefined; skip: (m?: string) => void}): Promise<void> => {
+  const runRow = async (
+    row: Row,
+    task: {title: string | undefined; skip: (m?: string) => void},
+  ): Promise<void> => {
     row.setTitle = (t) => {
       task.title = t
     }
     const f = row.done ?? (await new Promise<Final>((resolve) => (row.finish = resolve)))
     if (f.state === 'ok') task.title = f.text ? `${row.title} (${f.text})` : row.title
     else if (f.state === 'skipped') task.skip(`${row.title}: skipped${f.text ? ` (${f.text})` : ''}`)
-    else throw new Error(f.text ?? `${row.title}: failed`)
+    else {
+      task.title = row.title
+      throw new Error(f.text ?? `${row.title}: failed`)
+    }
   }
   const nodes = plan.nodes.filter((n) => n.action === 'apply')
   const listr = new Listr(
@@ -190,7 +236,9 @@ async function listrProgress(plan: DrainRunPlan, rows: Map<string, Row>, key: (n
       title: n.node,
       task: (_ctx, task) =>
         task.newListr(
-          [...rows.values()].filter((r) => r.node === n.node).map((r) => ({title: r.title, task: (_c, t) => runRow(r, t)})),
+          [...rows.values()]
+            .filter((r) => r.node === n.node)
+            .map((r) => ({title: r.title, task: (_c, t) => runRow(r, t)})),
           {concurrent: false, exitOnError: false},
         ),
     })),
@@ -245,11 +293,18 @@ export async function confirmForce(plan: DrainRunPlan): Promise<boolean> {
   const {confirm} = await import('@inquirer/prompts')
   try {
     return await confirm(
-      {message: `Drain ${plan.nodes.filter((n) => n.action === 'apply').map((n) => n.node).join(', ')} with --force? It will ${plan.forceEffects.join('; and ')}.`, default: false},
+      {
+        message: `Drain ${plan.nodes
+          .filter((n) => n.action === 'apply')
+          .map((n) => n.node)
+          .join(', ')} with --force? It will ${plan.forceEffects.join('; and ')}.`,
+        default: false,
+      },
       {output: process.stderr},
     )
   } catch (error) {
-    if ((error as Error).name === 'ExitPromptError') throw new InterruptedError('interrupted at the confirmation; nothing was changed')
+    if ((error as Error).name === 'ExitPromptError')
+      throw new InterruptedError('interrupted at the confirmation; nothing was changed')
     throw error
   }
 }
@@ -262,7 +317,10 @@ export async function askAfterInterrupt(nodes: string[]): Promise<'keep' | 'put-
       {
         message: `Drain of ${nodes.join(', ')} interrupted. What now?`,
         choices: [
-          {name: `Keep ${nodes.join(', ')} out of rotation (marked draining; run drain again to finish)`, value: 'keep'},
+          {
+            name: `Keep ${nodes.join(', ')} out of rotation (marked draining; run drain again to finish)`,
+            value: 'keep',
+          },
           {name: `Put ${nodes.join(', ')} back in rotation (undrain)`, value: 'put-back'},
         ],
         default: 'keep',

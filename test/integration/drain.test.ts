@@ -9,15 +9,27 @@ import assert from 'node:assert/strict'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
-import {after, before, describe, test} from 'node:test'
+import {after, before, beforeEach, describe, test} from 'node:test'
 import {loadConfig, parseConfig, type HactlConfig, type ResolvedNode} from '../../src/lib/config/load.js'
 import {openEtcd} from '../../src/lib/etcd/client.js'
 import {getMarks, type MaintenanceMark} from '../../src/lib/etcd/maintenance.js'
 import {asteriskSocket, requestJson} from '../../src/lib/lab/supervisor.js'
 import {drainNodes, undrainNodes, type StepEvent} from '../../src/lib/ops/drain.js'
+import {UnreachableError} from '../../src/lib/errors.js'
 import type {SshPool} from '../../src/lib/ssh/pool.js'
 import {startEtcd, type EtcdCluster} from '../helpers/etcd.js'
-import {callLog, hactl, labCli, labDispatcher, labHost, labHosts, labSsh, useLab, waitFor, type ExecResult} from '../helpers/lab.js'
+import {
+  callLog,
+  hactl,
+  labCli,
+  labDispatcher,
+  labHost,
+  labHosts,
+  labSsh,
+  useLab,
+  waitFor,
+  type ExecResult,
+} from '../helpers/lab.js'
 
 const NODE = 'ast3'
 
@@ -108,7 +120,9 @@ describe('hactl node drain and undrain on the lab', {timeout: 600_000}, () => {
   after(async () => {
     try {
       // Calls a failed test left up would slow every later drain of ast3.
-      await requestJson(asteriskSocket(labHost(NODE).dir), {op: 'hangup', all: true}, 5000).catch(() => undefined)
+      await requestJson(asteriskSocket(labHost(NODE).dir), {op: 'hangup', all: true}, 5000).catch(
+        () => undefined,
+      )
       await putBack()
     } finally {
       await release?.()
@@ -125,10 +139,15 @@ describe('hactl node drain and undrain on the lab', {timeout: 600_000}, () => {
     const drain = hactl(['node', 'drain', NODE, '--yes', '--reason', reason, '--json'], {timeoutMs: 180_000})
 
     // Then it takes ast3 out of rotation and waits: the calls stay up, Asterisk keeps running
-    await waitFor(async () => Object.values(await flagsEverywhere()).every((f) => f === 'DX') && (await markOf(NODE))?.state === 'draining', {
-      timeoutMs: 90_000,
-      what: 'ast3 to be out of rotation and marked draining',
-    })
+    await waitFor(
+      async () =>
+        Object.values(await flagsEverywhere()).every((f) => f === 'DX') &&
+        (await markOf(NODE))?.state === 'draining',
+      {
+        timeoutMs: 90_000,
+        what: 'ast3 to be out of rotation and marked draining',
+      },
+    )
     assert.deepEqual(outcomes(NODE, ids), ['open', 'open', 'open'])
     assert.equal(await unitState(NODE), 'active')
 
@@ -175,7 +194,7 @@ describe('hactl node drain and undrain on the lab', {timeout: 600_000}, () => {
     assert.match(again.stdout, /nothing to do: ast3 is already in service/)
   })
 
-  test('the issue\'s check: 3 calls of 5 s, drain --yes, every call finished', async () => {
+  test("the issue's check: 3 calls of 5 s, drain --yes, every call finished", async () => {
     // Given `hactl lab calls ast3 3 --duration 5`
     const ids = await startCalls(3, 5)
 
@@ -207,7 +226,10 @@ describe('hactl node drain and undrain on the lab', {timeout: 600_000}, () => {
       assert.equal(r.code, 1, r.stdout)
       const err = parseJson<{error: {kind: string; message: string; suggestions: string[]}}>(r).error
       assert.equal(err.kind, 'CapacityError')
-      assert.match(err.message, /would leave 3 Asterisk boxes in service \(ast1, ast2, ast4\), fewer than minInService \(4\); 4 Asterisk boxes are in service \(ast1, ast2, ast3, ast4\)/)
+      assert.match(
+        err.message,
+        /would leave 3 Asterisk boxes in service \(ast1, ast2, ast4\), fewer than minInService \(4\); 4 Asterisk boxes are in service \(ast1, ast2, ast3, ast4\)/,
+      )
       assert.ok(err.suggestions.some((s) => s.includes('--force')))
       assert.deepEqual(await flagsEverywhere(), {kam1: 'AP', kam2: 'AP'})
       assert.equal(await markOf(NODE), undefined)
@@ -254,8 +276,13 @@ describe('hactl node drain and undrain on the lab', {timeout: 600_000}, () => {
     assert.deepEqual(outcomes(NODE, ids), ['open', 'open'])
 
     // And a second drain keeps waiting (still 2 calls), then times out the same way
-    const again = parseJson<DrainJson>(await hactl(['node', 'drain', NODE, '--timeout', '1s', '--json'], {timeoutMs: 60_000}))
-    assert.deepEqual(again.plan.nodes[0]?.steps?.map((st) => st.kind), ['wait-calls', 'stop', 'mark-drained'])
+    const again = parseJson<DrainJson>(
+      await hactl(['node', 'drain', NODE, '--timeout', '1s', '--json'], {timeoutMs: 60_000}),
+    )
+    assert.deepEqual(
+      again.plan.nodes[0]?.steps?.map((st) => st.kind),
+      ['wait-calls', 'stop', 'mark-drained'],
+    )
     assert.equal(again.result?.nodes[0]?.outcome, 'timeout')
 
     // And undrain puts it back without touching the calls, which end normally when the callers hang up
@@ -264,7 +291,10 @@ describe('hactl node drain and undrain on the lab', {timeout: 600_000}, () => {
     assert.equal(await markOf(NODE), undefined)
     assert.deepEqual(outcomes(NODE, ids), ['open', 'open'])
     await hangUp(ids)
-    await waitFor(() => outcomes(NODE, ids).every((o) => o !== 'open'), {timeoutMs: 10_000, what: 'the two calls to end'})
+    await waitFor(() => outcomes(NODE, ids).every((o) => o !== 'open'), {
+      timeoutMs: 10_000,
+      what: 'the two calls to end',
+    })
     assert.deepEqual(outcomes(NODE, ids), ['finished', 'finished'])
   })
 })
@@ -305,6 +335,16 @@ nodes:
     await cluster?.destroy()
   })
 
+  // Each test starts with no maintenance marks: the capacity guard sees every box in service.
+  beforeEach(async () => {
+    const etcd = await openEtcd(config)
+    try {
+      await etcd.client.delete().prefix(config.etcd.prefixes.maintenance).exec()
+    } finally {
+      await etcd.close()
+    }
+  })
+
   async function marks(): Promise<MaintenanceMark[]> {
     const etcd = await openEtcd(config)
     try {
@@ -320,19 +360,34 @@ nodes:
 
     // When
     const events: StepEvent[] = []
-    const out = await drainNodes({config, pool: sim.pool}, {nodes: [sim.node('ast2')], timeoutMs: 5000}, {onEvent: (e) => events.push(e)})
+    const out = await drainNodes(
+      {config, pool: sim.pool},
+      {nodes: [sim.node('ast2')], timeoutMs: 5000},
+      {onEvent: (e) => events.push(e)},
+    )
 
     // Then
     const n = out.result?.nodes[0]
     assert.equal(n?.outcome, 'failed')
-    assert.match(n?.message ?? '', /could not take ast2 out of rotation on kam2: .*State Update Failed.*; rolled back/)
+    assert.match(
+      n?.message ?? '',
+      /could not take ast2 out of rotation on kam2: .*State Update Failed.*; rolled back/,
+    )
     assert.equal(out.result?.exitCode, 1)
     assert.deepEqual(sim.flags('ast2'), {kam1: 'AP', kam2: 'AP'})
     assert.deepEqual(await marks(), [])
     assert.ok(!sim.commands.some((c) => c.includes('core stop')), 'Asterisk was not stopped')
     assert.deepEqual(
       events.filter((e) => e.type !== 'progress').map((e) => `${e.type}:${e.step}`),
-      ['start:mark-draining', 'done:mark-draining', 'start:disable', 'fail:disable', 'skip:wait-calls', 'skip:stop', 'skip:mark-drained'],
+      [
+        'start:mark-draining',
+        'done:mark-draining',
+        'start:disable',
+        'fail:disable',
+        'skip:wait-calls',
+        'skip:stop',
+        'skip:mark-drained',
+      ],
     )
   })
 
@@ -340,12 +395,16 @@ nodes:
     const sim = new ScriptedCluster(config, {calls: {ast2: [2, 2, 1, 0]}})
     const progress: number[] = []
     let waitStarted = 0
-    const out = await drainNodes({config, pool: sim.pool}, {nodes: [sim.node('ast2')], timeoutMs: 10_000, reason: 'disk'}, {
-      onEvent: (e) => {
-        if (e.type === 'progress') progress.push(e.callsLeft)
-        if (e.type === 'start' && e.step === 'wait-calls') waitStarted = Date.now()
+    const out = await drainNodes(
+      {config, pool: sim.pool},
+      {nodes: [sim.node('ast2')], timeoutMs: 10_000, reason: 'disk'},
+      {
+        onEvent: (e) => {
+          if (e.type === 'progress') progress.push(e.callsLeft)
+          if (e.type === 'start' && e.step === 'wait-calls') waitStarted = Date.now()
+        },
       },
-    })
+    )
     const n = out.result?.nodes[0]
     assert.equal(n?.outcome, 'drained', n?.message)
     assert.equal(n?.callsAtStart, 2)
@@ -361,7 +420,10 @@ nodes:
 
   test('--force after the timeout: core stop now ends the calls left and says how many', async () => {
     const sim = new ScriptedCluster(config, {calls: {ast1: [3]}})
-    const out = await drainNodes({config, pool: sim.pool}, {nodes: [sim.node('ast1')], timeoutMs: 200, force: true})
+    const out = await drainNodes(
+      {config, pool: sim.pool},
+      {nodes: [sim.node('ast1')], timeoutMs: 200, force: true},
+    )
     const n = out.result?.nodes[0]
     assert.equal(n?.outcome, 'drained', n?.message)
     assert.equal(n?.callsCut, 3)
@@ -369,12 +431,50 @@ nodes:
     assert.ok(!sim.commands.some((c) => c.includes("'core stop gracefully'")))
   })
 
+  test('the box lost while waiting: failed, with where it was left (out of rotation, marked draining)', async () => {
+    // Given ast1 answering its first 3 commands (facts, then two polls), then unreachable
+    const sim = new ScriptedCluster(config, {
+      calls: {ast1: [1]},
+      unreachableAfter: {node: 'ast1', commands: 3},
+    })
+    const events: StepEvent[] = []
+    const out = await drainNodes(
+      {config, pool: sim.pool},
+      {nodes: [sim.node('ast1')], timeoutMs: 60_000},
+      {onEvent: (e) => events.push(e)},
+    )
+    const n = out.result?.nodes[0]
+    assert.equal(n?.outcome, 'failed')
+    assert.match(
+      n?.message ?? '',
+      /ast1: unreachable: the connection was lost; ast1 is out of rotation on kam1, kam2, marked draining, Asterisk running/,
+    )
+    assert.equal(n?.error?.kind, 'unreachable')
+    assert.equal(out.result?.exitCode, 1)
+    assert.deepEqual(
+      events
+        .filter((e) => e.type !== 'progress')
+        .map((e) => `${e.type}:${e.step}`)
+        .slice(-3),
+      ['fail:wait-calls', 'skip:stop', 'skip:mark-drained'],
+    )
+    // Put it back for the next test
+    await undrainNodes(
+      {config, pool: new ScriptedCluster(config).pool},
+      {nodes: [sim.node('ast1')], timeoutMs: 5000},
+    )
+  })
+
   test('Ctrl-C while waiting: out of rotation, marked draining, nothing stopped, outcome interrupted (exit 130)', async () => {
     const sim = new ScriptedCluster(config, {calls: {ast1: [2]}})
     const ac = new AbortController()
-    const out = await drainNodes({config, pool: sim.pool}, {nodes: [sim.node('ast1')], timeoutMs: 60_000, signal: ac.signal}, {
-      onEvent: (e) => e.type === 'progress' && ac.abort(),
-    })
+    const out = await drainNodes(
+      {config, pool: sim.pool},
+      {nodes: [sim.node('ast1')], timeoutMs: 60_000, signal: ac.signal},
+      {
+        onEvent: (e) => e.type === 'progress' && ac.abort(),
+      },
+    )
     const n = out.result?.nodes[0]
     assert.equal(n?.outcome, 'interrupted')
     assert.equal(n?.callsLeft, 2)
@@ -387,7 +487,10 @@ nodes:
     const back = await undrainNodes({config, pool: sim.pool}, {nodes: [sim.node('ast1')], timeoutMs: 5000})
     assert.equal(back.result?.nodes[0]?.outcome, 'undrained')
     assert.deepEqual(sim.flags('ast1'), {kam1: 'AP', kam2: 'AP'})
-    assert.equal((await marks()).find((m) => m.node === 'ast1'), undefined)
+    assert.equal(
+      (await marks()).find((m) => m.node === 'ast1'),
+      undefined,
+    )
     assert.equal(sim.asterisk.get('ast1')?.calls[0], 2)
   })
 })
@@ -405,18 +508,34 @@ class ScriptedCluster {
 
   constructor(
     private readonly config: HactlConfig,
-    opts: {calls?: Record<string, number[]>; failSetState?: string[]} = {},
+    opts: {
+      calls?: Record<string, number[]>
+      failSetState?: string[]
+      unreachableAfter?: {node: string; commands: number}
+    } = {},
   ) {
     for (const n of config.nodes.filter((x) => x.roles.includes('asterisk'))) {
       this.asterisk.set(n.name, {running: true, pending: false, calls: [...(opts.calls?.[n.name] ?? [0])]})
     }
     for (const k of config.nodes.filter((x) => x.roles.includes('kamailio'))) {
-      this.dispatcher.set(k.name, new Map(config.nodes.filter((x) => x.roles.includes('asterisk')).map((a) => [`sip:${a.host}:5060`, 'AP'])))
+      this.dispatcher.set(
+        k.name,
+        new Map(
+          config.nodes.filter((x) => x.roles.includes('asterisk')).map((a) => [`sip:${a.host}:5060`, 'AP']),
+        ),
+      )
     }
     const fail = new Set(opts.failSetState ?? [])
     this.pool = {
       run: async (node: ResolvedNode, cmd: string) => {
         this.commands.push(`${node.name}: ${cmd}`)
+        const drop = opts.unreachableAfter
+        if (
+          drop?.node === node.name &&
+          this.commands.filter((c) => c.startsWith(`${node.name}: `)).length > drop.commands
+        ) {
+          throw new UnreachableError(node.name, 'the connection was lost')
+        }
         return {stdout: this.answer(node, cmd, fail.has(node.name)), stderr: '', code: 0, durationMs: 1}
       },
       connect: async () => undefined,
@@ -434,7 +553,8 @@ class ScriptedCluster {
 
   private count(name: string, consume: boolean): string {
     const a = this.asterisk.get(name)!
-    if (!a.running) return 'Unable to connect to remote asterisk (does /var/run/asterisk/asterisk.ctl exist?)\n'
+    if (!a.running)
+      return 'Unable to connect to remote asterisk (does /var/run/asterisk/asterisk.ctl exist?)\n'
     if (a.pending) return "Command 'core show channels count' cannot be run during shutdown\n"
     const n = a.calls[0]!
     if (consume && a.calls.length > 1) a.calls.shift()
@@ -449,7 +569,8 @@ class ScriptedCluster {
 
   private list(kam: string): string {
     const dests = [...this.dispatcher.get(kam)!].map(
-      ([uri, flags]) => `\t\t\t\tDEST: {\n\t\t\t\t\tURI: ${uri}\n\t\t\t\t\tFLAGS: ${flags}\n\t\t\t\t\tPRIORITY: 0\n\t\t\t\t}\n`,
+      ([uri, flags]) =>
+        `\t\t\t\tDEST: {\n\t\t\t\t\tURI: ${uri}\n\t\t\t\t\tFLAGS: ${flags}\n\t\t\t\t\tPRIORITY: 0\n\t\t\t\t}\n`,
     )
     return `{\n\tNRSETS: 1\n\tRECORDS: {\n\t\tSET: {\n\t\t\tID: 1\n\t\t\tTARGETS: {\n${dests.join('')}\t\t\t}\n\t\t}\n\t}\n}\n`
   }

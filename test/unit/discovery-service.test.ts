@@ -235,34 +235,38 @@ describe('new tokens (against a local HTTP server)', () => {
     assert.equal(srv.seen.length, 0)
   })
 
-  test('inspecting a discovery URL: size and registered members', async () => {
+  test('inspecting a discovery URL: size (asked by name: etcd hides _config) and registered members', async () => {
+    // Given: answers as etcd v2 gives them (captured from the lab's discovery etcd).
     srv.on((req, _body, res) => {
-      assert.equal(req.url, '/v2/keys/discovery/tok?recursive=true')
+      const known = req.url === '/v2/keys/discovery/tok/_config/size' || req.url === '/v2/keys/discovery/tok'
+      res.writeHead(known ? 200 : 404, {'content-type': 'application/json'})
+      if (req.url === '/v2/keys/discovery/tok/_config/size') {
+        res.end(
+          '{"action":"get","node":{"key":"/discovery/tok/_config/size","value":"5","modifiedIndex":100,"createdIndex":100}}',
+        )
+      } else if (req.url === '/v2/keys/discovery/tok') {
+        res.end(
+          '{"action":"get","node":{"key":"/discovery/tok","dir":true,"nodes":[{"key":"/discovery/tok/931c76175ed65b04","value":"ast3=http://10.82.0.23:2380","modifiedIndex":101,"createdIndex":101},{"key":"/discovery/tok/9af4849c6cbdb2f3","value":"ast2=http://10.82.0.22:2380","modifiedIndex":102,"createdIndex":102}],"modifiedIndex":100,"createdIndex":100}}',
+        )
+      } else {
+        res.end('{"errorCode":100,"message":"Key not found"}')
+      }
+    })
+    assert.deepEqual(await inspectDiscoveryUrl(`${base}/v2/keys/discovery/tok`), {size: 5, registered: 2})
+    await assert.rejects(
+      inspectDiscoveryUrl(`${base}/v2/keys/discovery/other`),
+      /has no _config\/size \(404\)/,
+    )
+    // A fresh token: the size, nobody registered (the directory listing hides _config).
+    srv.on((req, _body, res) => {
       res.writeHead(200, {'content-type': 'application/json'})
       res.end(
-        JSON.stringify({
-          action: 'get',
-          node: {
-            key: '/discovery/tok',
-            dir: true,
-            nodes: [
-              {
-                key: '/discovery/tok/_config',
-                dir: true,
-                nodes: [{key: '/discovery/tok/_config/size', value: '3'}],
-              },
-              {key: '/discovery/tok/8e9e05c52164694d', value: 'ast1=http://10.77.0.21:2380'},
-            ],
-          },
-        }),
+        req.url!.endsWith('/_config/size')
+          ? '{"action":"get","node":{"key":"/discovery/new/_config/size","value":"3"}}'
+          : '{"action":"get","node":{"key":"/discovery/new","dir":true,"modifiedIndex":9,"createdIndex":9}}',
       )
     })
-    assert.deepEqual(await inspectDiscoveryUrl(`${base}/v2/keys/discovery/tok`), {size: 3, registered: 1})
-    srv.on((_req, _body, res) => {
-      res.writeHead(404)
-      res.end('{"errorCode":100}')
-    })
-    await assert.rejects(inspectDiscoveryUrl(`${base}/v2/keys/discovery/tok`), /does not exist/)
+    assert.deepEqual(await inspectDiscoveryUrl(`${base}/v2/keys/discovery/new`), {size: 3, registered: 0})
   })
 })
 

@@ -28,7 +28,8 @@ import {
 import type {SshPool} from '../../src/lib/ssh/pool.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
-const fixture = (dir: string, name: string): string => readFileSync(path.join(here, '../fixtures', dir, name), 'utf8')
+const fixture = (dir: string, name: string): string =>
+  readFileSync(path.join(here, '../fixtures', dir, name), 'utf8')
 
 const config = parseConfig(
   `cluster: t
@@ -79,7 +80,14 @@ describe('planDrain: one plan per starting state', () => {
   })
 
   test('draining (a run stopped by --timeout or Ctrl-C): keeps the mark, keeps waiting', () => {
-    const p = planDrain(facts({dispatcher: {kam1: DX, kam2: DX}, mark: mark('draining'), asterisk: {state: 'running', activeCalls: 2, activeChannels: 4}}), kams)
+    const p = planDrain(
+      facts({
+        dispatcher: {kam1: DX, kam2: DX},
+        mark: mark('draining'),
+        asterisk: {state: 'running', activeCalls: 2, activeChannels: 4},
+      }),
+      kams,
+    )
     assert.deepEqual(kinds(p), ['wait-calls', 'stop', 'mark-drained'])
   })
 
@@ -90,13 +98,22 @@ describe('planDrain: one plan per starting state', () => {
   })
 
   test('drained: nothing to do, and says so', () => {
-    const p = planDrain(facts({asterisk: {state: 'stopped'}, dispatcher: {kam1: DX, kam2: DX}, mark: mark('drained')}), kams)
+    const p = planDrain(
+      facts({asterisk: {state: 'stopped'}, dispatcher: {kam1: DX, kam2: DX}, mark: mark('drained')}),
+      kams,
+    )
     assert.equal(p.action, 'none')
-    assert.match(p.action === 'none' ? p.reason : '', /ast3 is already drained \(since 2024-05-01T10:00:00.000Z, by ops@laptop\)/)
+    assert.match(
+      p.action === 'none' ? p.reason : '',
+      /ast3 is already drained \(since 2024-05-01T10:00:00.000Z, by ops@laptop\)/,
+    )
   })
 
   test('marked drained but active on a Kamailio again: drains that one and re-marks', () => {
-    const p = planDrain(facts({asterisk: {state: 'stopped'}, dispatcher: {kam1: AP, kam2: DX}, mark: mark('drained')}), kams)
+    const p = planDrain(
+      facts({asterisk: {state: 'stopped'}, dispatcher: {kam1: AP, kam2: DX}, mark: mark('drained')}),
+      kams,
+    )
     assert.deepEqual(kinds(p), ['mark-draining', 'disable', 'mark-drained'])
   })
 
@@ -127,9 +144,15 @@ describe('planDrain: one plan per starting state', () => {
   })
 
   test('preflight: an unreachable Kamailio blocks the drain (half out of rotation is worse than none)', () => {
-    const p = planDrain(facts({dispatcher: {kam1: AP, kam2: null}}), [kams[0]!, {name: 'kam2', reachable: false, error: 'kam2: unreachable: connect ECONNREFUSED'}])
+    const p = planDrain(facts({dispatcher: {kam1: AP, kam2: null}}), [
+      kams[0]!,
+      {name: 'kam2', reachable: false, error: 'kam2: unreachable: connect ECONNREFUSED'},
+    ])
     assert.equal(p.action, 'blocked')
-    assert.match(p.action === 'blocked' ? p.reason : '', /kam2 does not answer .*a box half out of rotation is worse than none/)
+    assert.match(
+      p.action === 'blocked' ? p.reason : '',
+      /kam2 does not answer .*a box half out of rotation is worse than none/,
+    )
   })
 
   test('preflight: an unreachable box or an Asterisk CLI that makes no sense blocks it', () => {
@@ -142,7 +165,10 @@ describe('planDrain: one plan per starting state', () => {
 
 describe('planUndrain', () => {
   test('drained: start Asterisk, back in rotation everywhere, clear the mark', () => {
-    const p = planUndrain(facts({asterisk: {state: 'stopped'}, dispatcher: {kam1: DX, kam2: DX}, mark: mark('drained')}), kams)
+    const p = planUndrain(
+      facts({asterisk: {state: 'stopped'}, dispatcher: {kam1: DX, kam2: DX}, mark: mark('drained')}),
+      kams,
+    )
     assert.deepEqual(kinds(p), ['start', 'enable', 'clear-mark'])
   })
 
@@ -152,7 +178,14 @@ describe('planUndrain', () => {
   })
 
   test('shutdown pending: core abort shutdown first', () => {
-    const p = planUndrain(facts({asterisk: {state: 'shutdown-pending'}, dispatcher: {kam1: DX, kam2: DX}, mark: mark('draining')}), kams)
+    const p = planUndrain(
+      facts({
+        asterisk: {state: 'shutdown-pending'},
+        dispatcher: {kam1: DX, kam2: DX},
+        mark: mark('draining'),
+      }),
+      kams,
+    )
     assert.deepEqual(kinds(p), ['abort-shutdown', 'enable', 'clear-mark'])
   })
 
@@ -179,9 +212,15 @@ describe('the run plan: capacity guard and preflight', () => {
   function cluster(...boxes: DrainNodeFacts[]): DrainFacts {
     return {asterisk: boxes, kamailio: kams}
   }
-  const inService = (name: string): DrainNodeFacts => facts({name, asterisk: {state: 'running', activeCalls: 0, activeChannels: 0}})
+  const inService = (name: string): DrainNodeFacts =>
+    facts({name, asterisk: {state: 'running', activeCalls: 0, activeChannels: 0}})
   const drained = (name: string): DrainNodeFacts =>
-    facts({name, asterisk: {state: 'stopped'}, dispatcher: {kam1: DX, kam2: DX}, mark: {...mark('drained'), node: name}})
+    facts({
+      name,
+      asterisk: {state: 'stopped'},
+      dispatcher: {kam1: DX, kam2: DX},
+      mark: {...mark('drained'), node: name},
+    })
   const base = {operation: 'drain' as const, minInService: 1, force: false, timeoutMs: 30 * 60_000}
 
   test('in service means running, unmarked and active on every Kamailio', () => {
@@ -193,19 +232,31 @@ describe('the run plan: capacity guard and preflight', () => {
   })
 
   test('draining the last box in service is refused before anything changes', () => {
-    const plan = buildRunPlan(cluster(inService('ast1'), drained('ast2'), drained('ast3')), {...base, targets: ['ast1']})
+    const plan = buildRunPlan(cluster(inService('ast1'), drained('ast2'), drained('ast3')), {
+      ...base,
+      targets: ['ast1'],
+    })
     const err = preflightError(plan)
     assert.ok(err)
-    assert.match(err.message, /refusing to drain: draining ast1 would leave 0 Asterisk boxes in service.*1 Asterisk box is in service \(ast1\); nothing was changed/)
+    assert.match(
+      err.message,
+      /refusing to drain: draining ast1 would leave 0 Asterisk boxes in service.*1 Asterisk box is in service \(ast1\); nothing was changed/,
+    )
     assert.ok(err.suggestions.some((s) => s.includes('--force')))
     assert.equal(err.exitCode, 1)
   })
 
   test('--force overrides the guard, and says so for the confirmation', () => {
-    const plan = buildRunPlan(cluster(inService('ast1'), drained('ast2')), {...base, targets: ['ast1'], force: true})
+    const plan = buildRunPlan(cluster(inService('ast1'), drained('ast2')), {
+      ...base,
+      targets: ['ast1'],
+      force: true,
+    })
     assert.equal(preflightError(plan), undefined)
     assert.ok(plan.forceEffects.some((e) => /override the capacity guard/.test(e)))
-    assert.ok(plan.forceEffects.some((e) => /end the calls still up on ast1 after 30m \(core stop now\)/.test(e)))
+    assert.ok(
+      plan.forceEffects.some((e) => /end the calls still up on ast1 after 30m \(core stop now\)/.test(e)),
+    )
   })
 
   test('without --force there is nothing to confirm', () => {
@@ -221,10 +272,16 @@ describe('the run plan: capacity guard and preflight', () => {
   })
 
   test('one blocked node stops the whole run and names it', () => {
-    const plan = buildRunPlan(cluster(inService('ast1'), inService('ast2'), facts({reachable: false, error: 'no route to host'})), {...base, targets: ['ast2', 'ast3']})
+    const plan = buildRunPlan(
+      cluster(inService('ast1'), inService('ast2'), facts({reachable: false, error: 'no route to host'})),
+      {...base, targets: ['ast2', 'ast3']},
+    )
     const err = preflightError(plan)
     assert.ok(err)
-    assert.match(err.message, /cannot drain ast3; nothing was changed: ast3 does not answer: no route to host/)
+    assert.match(
+      err.message,
+      /cannot drain ast3; nothing was changed: ast3 does not answer: no route to host/,
+    )
   })
 
   test('the plan prints one line per step, the capacity and the timeout', () => {
@@ -232,7 +289,11 @@ describe('the run plan: capacity guard and preflight', () => {
     const lines = planLines(plan)
     assert.match(lines[0]!, /^ast3: Asterisk running, 3 calls; kam1 AP, kam2 AP; not marked$/)
     assert.match(lines[1]!, /1\. mark ast3 draining in etcd/)
-    assert.ok(lines.some((l) => /^capacity: 2 Asterisk boxes are in service \(ast1, ast3\); 1 will stay in service \(ast1\)/.test(l)))
+    assert.ok(
+      lines.some((l) =>
+        /^capacity: 2 Asterisk boxes are in service \(ast1, ast3\); 1 will stay in service \(ast1\)/.test(l),
+      ),
+    )
     assert.ok(lines.some((l) => /^timeout: 30m, then leave the box out of rotation and report$/.test(l)))
   })
 
@@ -245,10 +306,25 @@ describe('the run plan: capacity guard and preflight', () => {
 
 describe('Asterisk answers', () => {
   test('every answer of core show channels count becomes a state', () => {
-    assert.deepEqual(interpretChannelsCount(fixture('asterisk', 'channels-count-busy.txt'), 0), {state: 'running', activeCalls: 3, activeChannels: 6, callsProcessed: 128})
-    assert.deepEqual(interpretChannelsCount(fixture('asterisk', 'channels-count-idle.txt'), 0), {state: 'running', activeCalls: 0, activeChannels: 0, callsProcessed: 0})
-    assert.equal(interpretChannelsCount(fixture('asterisk', 'channels-count-maxcalls-partial.txt'), 0).state, 'running')
-    assert.deepEqual(interpretChannelsCount(fixture('asterisk', 'shutdown-pending.txt'), 0), {state: 'shutdown-pending'})
+    assert.deepEqual(interpretChannelsCount(fixture('asterisk', 'channels-count-busy.txt'), 0), {
+      state: 'running',
+      activeCalls: 3,
+      activeChannels: 6,
+      callsProcessed: 128,
+    })
+    assert.deepEqual(interpretChannelsCount(fixture('asterisk', 'channels-count-idle.txt'), 0), {
+      state: 'running',
+      activeCalls: 0,
+      activeChannels: 0,
+      callsProcessed: 0,
+    })
+    assert.equal(
+      interpretChannelsCount(fixture('asterisk', 'channels-count-maxcalls-partial.txt'), 0).state,
+      'running',
+    )
+    assert.deepEqual(interpretChannelsCount(fixture('asterisk', 'shutdown-pending.txt'), 0), {
+      state: 'shutdown-pending',
+    })
     assert.deepEqual(interpretChannelsCount(fixture('asterisk', 'not-running.txt'), 1), {state: 'stopped'})
     const odd = interpretChannelsCount(fixture('asterisk', 'no-such-command.txt'), 0)
     assert.equal(odd.state, 'unknown')
@@ -261,7 +337,10 @@ describe('Asterisk answers', () => {
     assert.deepEqual(parseUnitAndCli(out), {unit: 'active', asterisk: {state: 'shutdown-pending'}})
     const gone = `inactive\n@@hactl-asterisk@@\n${fixture('asterisk', 'not-running.txt')}@@hactl-asterisk@@rc 1\n`
     assert.deepEqual(parseUnitAndCli(gone), {unit: 'inactive', asterisk: {state: 'stopped'}})
-    assert.deepEqual(parseUnitAndCli('failed\n@@hactl-asterisk@@\n'), {unit: 'failed', asterisk: {state: 'stopped'}})
+    assert.deepEqual(parseUnitAndCli('failed\n@@hactl-asterisk@@\n'), {
+      unit: 'failed',
+      asterisk: {state: 'stopped'},
+    })
     assert.equal(parseUnitAndCli('').asterisk.state, 'unknown')
   })
 
@@ -273,8 +352,14 @@ describe('Asterisk answers', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'hactl-probe-'))
     try {
       const probe = async (unit: string): Promise<{out: string; asked: boolean}> => {
-        writeFileSync(path.join(dir, 'systemctl'), `#!/bin/sh\necho ${unit}\n[ ${unit} = active ]\n`, {mode: 0o755})
-        writeFileSync(path.join(dir, 'asterisk'), `#!/bin/sh\ntouch ${dir}/asked\nprintf '0 active channels\\n0 active calls\\n4 calls processed\\n'\n`, {mode: 0o755})
+        writeFileSync(path.join(dir, 'systemctl'), `#!/bin/sh\necho ${unit}\n[ ${unit} = active ]\n`, {
+          mode: 0o755,
+        })
+        writeFileSync(
+          path.join(dir, 'asterisk'),
+          `#!/bin/sh\ntouch ${dir}/asked\nprintf '0 active channels\\n0 active calls\\n4 calls processed\\n'\n`,
+          {mode: 0o755},
+        )
         rmSync(path.join(dir, 'asked'), {force: true})
         let cmd = ''
         const {pool} = scriptedPool((c) => {
@@ -283,12 +368,18 @@ describe('Asterisk answers', () => {
         })
         const {probeUnitAndCli} = await import('../../src/lib/asterisk.js')
         await probeUnitAndCli({config, pool}, node('ast3'))
-        const out = execFileSync('sh', ['-c', cmd], {env: {...process.env, PATH: `${dir}:${process.env.PATH}`}, encoding: 'utf8'})
+        const out = execFileSync('sh', ['-c', cmd], {
+          env: {...process.env, PATH: `${dir}:${process.env.PATH}`},
+          encoding: 'utf8',
+        })
         const {existsSync} = await import('node:fs')
         return {out, asked: existsSync(path.join(dir, 'asked'))}
       }
       const up = await probe('active')
-      assert.deepEqual(parseUnitAndCli(up.out), {unit: 'active', asterisk: {state: 'running', activeCalls: 0, activeChannels: 0, callsProcessed: 4}})
+      assert.deepEqual(parseUnitAndCli(up.out), {
+        unit: 'active',
+        asterisk: {state: 'running', activeCalls: 0, activeChannels: 0, callsProcessed: 4},
+      })
       assert.equal(up.asked, true)
       const down = await probe('inactive')
       assert.deepEqual(parseUnitAndCli(down.out), {unit: 'inactive', asterisk: {state: 'stopped'}})
@@ -299,14 +390,24 @@ describe('Asterisk answers', () => {
   })
 
   test('the CLI command is quoted as one argument after the configured prefix', () => {
-    assert.equal(asteriskCliCommand(config, 'core stop gracefully'), "( asterisk -rx 'core stop gracefully' ) </dev/null 2>&1")
-    assert.equal(asteriskCliCommand(config, "x'; rm -rf /"), "( asterisk -rx 'x'\\''; rm -rf /' ) </dev/null 2>&1")
+    assert.equal(
+      asteriskCliCommand(config, 'core stop gracefully'),
+      "( asterisk -rx 'core stop gracefully' ) </dev/null 2>&1",
+    )
+    assert.equal(
+      asteriskCliCommand(config, "x'; rm -rf /"),
+      "( asterisk -rx 'x'\\''; rm -rf /' ) </dev/null 2>&1",
+    )
   })
 })
 
 describe('Kamailio views', () => {
   test('each node found by host and sipPort in the configured set', () => {
-    const views = viewsFromList(config, 'kam1', fixture('kamailio', 'list-set-state.txt'), [node('ast1'), node('ast2'), node('ast3')])
+    const views = viewsFromList(config, 'kam1', fixture('kamailio', 'list-set-state.txt'), [
+      node('ast1'),
+      node('ast2'),
+      node('ast3'),
+    ])
     assert.deepEqual(views.get('ast1'), {flags: 'DX', state: 'disabled'})
     assert.deepEqual(views.get('ast2'), {flags: 'AX', state: 'active'})
     assert.deepEqual(views.get('ast3'), {flags: null, state: 'absent'})
@@ -315,7 +416,11 @@ describe('Kamailio views', () => {
   test('an empty dispatcher makes every node absent; any other error throws with the Kamailio name', () => {
     const views = viewsFromList(config, 'kam1', fixture('kamailio', 'list-empty.txt'), [node('ast1')])
     assert.deepEqual(views.get('ast1'), {flags: null, state: 'absent'})
-    assert.throws(() => viewsFromList(config, 'kam2', fixture('kamailio', 'kamcmd-down-refused.stderr.txt'), [node('ast1')]), /kam2: kamcmd dispatcher.list failed: .*Connection refused/)
+    assert.throws(
+      () =>
+        viewsFromList(config, 'kam2', fixture('kamailio', 'kamcmd-down-refused.stderr.txt'), [node('ast1')]),
+      /kam2: kamcmd dispatcher.list failed: .*Connection refused/,
+    )
   })
 
   test('read-back verification and rollback states', () => {
@@ -332,12 +437,18 @@ describe('Kamailio views', () => {
   test('destination URIs and kamcmd commands', () => {
     assert.equal(destinationUri(config, node('ast3')), 'sip:127.0.0.23:5060')
     assert.equal(destinationUri(config, {...node('ast3'), host: 'fd00::23'}), 'sip:[fd00::23]:5060')
-    assert.equal(kamcmd(config, ['dispatcher.set_state', 'd', 1, 'sip:127.0.0.23:5060']), '( kamcmd dispatcher.set_state d 1 sip:127.0.0.23:5060 ) </dev/null 2>&1')
+    assert.equal(
+      kamcmd(config, ['dispatcher.set_state', 'd', 1, 'sip:127.0.0.23:5060']),
+      '( kamcmd dispatcher.set_state d 1 sip:127.0.0.23:5060 ) </dev/null 2>&1',
+    )
   })
 })
 
 /** A pool that answers each command from a script: the wait loops are tested without hosts. */
-function scriptedPool(answer: (cmd: string, call: number) => string | {stdout: string; code: number}): {pool: SshPool; commands: string[]} {
+function scriptedPool(answer: (cmd: string, call: number) => string | {stdout: string; code: number}): {
+  pool: SshPool
+  commands: string[]
+} {
   const commands: string[] = []
   const pool = {
     async run(_node: ResolvedNode, cmd: string) {
@@ -350,13 +461,17 @@ function scriptedPool(answer: (cmd: string, call: number) => string | {stdout: s
   return {pool, commands}
 }
 
-const count = (calls: number) => `${calls * 2} active channels\n${calls} active call${calls === 1 ? '' : 's'}\n9 calls processed\n`
+const count = (calls: number) =>
+  `${calls * 2} active channels\n${calls} active call${calls === 1 ? '' : 's'}\n9 calls processed\n`
 
 describe('waiting without hosts', () => {
   test('an idle box costs one round trip and no sleep', async () => {
     const {pool, commands} = scriptedPool(() => count(0))
     const started = Date.now()
-    const w = await waitForCallsToEnd({config, pool}, node('ast3'), {deadline: Date.now() + 60_000, pollMs: 1000})
+    const w = await waitForCallsToEnd({config, pool}, node('ast3'), {
+      deadline: Date.now() + 60_000,
+      pollMs: 1000,
+    })
     assert.equal(w.outcome, 'idle')
     assert.equal(commands.length, 1)
     assert.ok(Date.now() - started < 500)
@@ -366,7 +481,11 @@ describe('waiting without hosts', () => {
     const left = [3, 2, 2, 0]
     const {pool} = scriptedPool((_c, i) => count(left[Math.min(i - 1, left.length - 1)]!))
     const seen: number[] = []
-    const w = await waitForCallsToEnd({config, pool}, node('ast3'), {deadline: Date.now() + 60_000, pollMs: 5, onProgress: (p) => seen.push(p.callsLeft)})
+    const w = await waitForCallsToEnd({config, pool}, node('ast3'), {
+      deadline: Date.now() + 60_000,
+      pollMs: 5,
+      onProgress: (p) => seen.push(p.callsLeft),
+    })
     assert.deepEqual(w, {outcome: 'idle', callsAtStart: 3, waitedMs: w.waitedMs})
     assert.deepEqual(seen, [3, 2, 2, 0])
   })
@@ -383,7 +502,11 @@ describe('waiting without hosts', () => {
     const ac = new AbortController()
     setTimeout(() => ac.abort(), 50)
     const started = Date.now()
-    const w = await waitForCallsToEnd({config, pool}, node('ast3'), {deadline: Date.now() + 60_000, pollMs: 10_000, signal: ac.signal})
+    const w = await waitForCallsToEnd({config, pool}, node('ast3'), {
+      deadline: Date.now() + 60_000,
+      pollMs: 10_000,
+      signal: ac.signal,
+    })
     assert.equal(w.outcome, 'interrupted')
     assert.equal(w.outcome === 'interrupted' && w.callsLeft, 1)
     assert.ok(Date.now() - started < 2000, 'the sleep is cut short')
@@ -394,7 +517,10 @@ describe('waiting without hosts', () => {
       assert.match(cmd, /asterisk -rx 'core stop gracefully'.*systemctl is-active/s)
       return '@@hactl-stop@@rc 0\ninactive\n@@hactl-asterisk@@\n'
     })
-    const s = await stopAsteriskGracefully({config, pool}, node('ast3'), {deadline: Date.now() + 5000, pollMs: 10})
+    const s = await stopAsteriskGracefully({config, pool}, node('ast3'), {
+      deadline: Date.now() + 5000,
+      pollMs: 10,
+    })
     assert.equal(s.outcome, 'stopped')
     assert.equal(commands.length, 1)
   })
@@ -402,19 +528,34 @@ describe('waiting without hosts', () => {
   test('graceful stop: polls until the unit goes inactive, without systemctl stop when Asterisk exits by itself', async () => {
     let polls = 0
     const {pool, commands} = scriptedPool((cmd) => {
-      if (cmd.includes("'core stop gracefully'")) return `@@hactl-stop@@rc 0\nactive\n@@hactl-asterisk@@\n${fixture('asterisk', 'shutdown-pending.txt')}@@hactl-asterisk@@rc 0\n`
+      if (cmd.includes("'core stop gracefully'"))
+        return `@@hactl-stop@@rc 0\nactive\n@@hactl-asterisk@@\n${fixture('asterisk', 'shutdown-pending.txt')}@@hactl-asterisk@@rc 0\n`
       polls += 1
-      return polls < 3 ? `deactivating\n@@hactl-asterisk@@\n${fixture('asterisk', 'shutdown-pending.txt')}@@hactl-asterisk@@rc 0\n` : 'inactive\n@@hactl-asterisk@@\n'
+      return polls < 3
+        ? `deactivating\n@@hactl-asterisk@@\n${fixture('asterisk', 'shutdown-pending.txt')}@@hactl-asterisk@@rc 0\n`
+        : 'inactive\n@@hactl-asterisk@@\n'
     })
-    const s = await stopAsteriskGracefully({config, pool}, node('ast3'), {deadline: Date.now() + 5000, pollMs: 10})
+    const s = await stopAsteriskGracefully({config, pool}, node('ast3'), {
+      deadline: Date.now() + 5000,
+      pollMs: 10,
+    })
     assert.equal(s.outcome, 'stopped')
     assert.equal(polls, 3)
-    assert.ok(!commands.some((c) => c.startsWith('systemctl stop')), 'no systemctl stop when Asterisk exited by itself')
+    assert.ok(
+      !commands.some((c) => c.startsWith('systemctl stop')),
+      'no systemctl stop when Asterisk exited by itself',
+    )
   })
 
   test('Asterisk that does not know the stop command is an error, not a wait', async () => {
-    const {pool} = scriptedPool(() => `${fixture('asterisk', 'no-such-command.txt')}@@hactl-stop@@rc 0\nactive\n@@hactl-asterisk@@\n${count(0)}@@hactl-asterisk@@rc 0\n`)
-    await assert.rejects(stopAsteriskGracefully({config, pool}, node('ast3'), {deadline: Date.now() + 5000, pollMs: 10}), /does not know "core stop gracefully"/)
+    const {pool} = scriptedPool(
+      () =>
+        `${fixture('asterisk', 'no-such-command.txt')}@@hactl-stop@@rc 0\nactive\n@@hactl-asterisk@@\n${count(0)}@@hactl-asterisk@@rc 0\n`,
+    )
+    await assert.rejects(
+      stopAsteriskGracefully({config, pool}, node('ast3'), {deadline: Date.now() + 5000, pollMs: 10}),
+      /does not know "core stop gracefully"/,
+    )
   })
 
   test('graceful stop when systemd restarts Asterisk: the fresh, idle process is stopped with the unit', async () => {
@@ -428,7 +569,10 @@ describe('waiting without hosts', () => {
       if (unitStopped) return 'inactive\n@@hactl-asterisk@@\n'
       return `activating\n@@hactl-asterisk@@\n${fixture('asterisk', 'not-running.txt')}@@hactl-asterisk@@rc 1\n`
     })
-    const s = await stopAsteriskGracefully({config, pool}, node('ast3'), {deadline: Date.now() + 5000, pollMs: 10})
+    const s = await stopAsteriskGracefully({config, pool}, node('ast3'), {
+      deadline: Date.now() + 5000,
+      pollMs: 10,
+    })
     assert.equal(s.outcome, 'stopped')
     assert.equal(commands.filter((c) => c.startsWith('systemctl stop')).length, 1)
   })
@@ -438,7 +582,10 @@ describe('waiting without hosts', () => {
       if (cmd.includes("'core stop gracefully'")) return ''
       return `active\n@@hactl-asterisk@@\n${count(1)}@@hactl-asterisk@@rc 0\n`
     })
-    const s = await stopAsteriskGracefully({config, pool}, node('ast3'), {deadline: Date.now() + 80, pollMs: 10})
+    const s = await stopAsteriskGracefully({config, pool}, node('ast3'), {
+      deadline: Date.now() + 80,
+      pollMs: 10,
+    })
     assert.equal(s.outcome, 'timeout')
     assert.ok(!commands.some((c) => c.startsWith('systemctl stop')))
   })

@@ -33,7 +33,10 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
   static override strict = false
 
   static override args = {
-    nodes: Args.string({description: 'Asterisk boxes to drain: names, comma lists (ast3,ast4) or the asterisk role.', required: true}),
+    nodes: Args.string({
+      description: 'Asterisk boxes to drain: names, comma lists (ast3,ast4) or the asterisk role.',
+      required: true,
+    }),
   }
 
   static override flags = {
@@ -43,12 +46,17 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
       parse: async (input) => (await import('../../ui/drain-view.js')).parseTimeoutFlag(input),
     })(),
     force: Flags.boolean({
-      summary: 'Override the capacity guard, and end the calls left at the timeout (core stop now). Asks first.',
+      summary:
+        'Override the capacity guard, and end the calls left at the timeout (core stop now). Asks first.',
     }),
-    reason: Flags.string({summary: 'Why: stored with the maintenance mark in etcd, shown by hactl status.', helpValue: 'TEXT'}),
+    reason: Flags.string({
+      summary: 'Why: stored with the maintenance mark in etcd, shown by hactl status.',
+      helpValue: 'TEXT',
+    }),
     'dry-run': Flags.boolean({summary: 'Print the plan and change nothing.'}),
     'wait-lock': Flags.custom<number>({
-      summary: 'When another hactl run holds the cluster lock, wait this long for it (e.g. 5m) instead of refusing.',
+      summary:
+        'When another hactl run holds the cluster lock, wait this long for it (e.g. 5m) instead of refusing.',
       helpValue: 'DURATION',
       parse: async (input) => (await import('../../ui/drain-view.js')).parseTimeoutFlag(input, '--wait-lock'),
     })(),
@@ -62,12 +70,18 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
     const dryRun = this.flags['dry-run']
     const json = this.jsonEnabled()
     const bin = this.config.bin
-    if (reason !== undefined && reason.length > 1024) throw new UserError(`--reason is ${reason.length} characters long; at most 1024 fit in the maintenance mark`)
+    if (reason !== undefined && reason.length > 1024)
+      throw new UserError(
+        `--reason is ${reason.length} characters long; at most 1024 fit in the maintenance mark`,
+      )
     if (force && !this.flags.yes && !dryRun && !this.interactive) {
-      throw new UserError('--force may end calls and override the capacity guard, so it needs a confirmation, and there is no terminal to ask on', [
-        `confirm on the command line: ${bin} node drain ${this.positionals.join(' ')} --force --yes`,
-        `or see what it would do first: ${bin} node drain ${this.positionals.join(' ')} --force --dry-run`,
-      ])
+      throw new UserError(
+        '--force may end calls and override the capacity guard, so it needs a confirmation, and there is no terminal to ask on',
+        [
+          `confirm on the command line: ${bin} node drain ${this.positionals.join(' ')} --force --yes`,
+          `or see what it would do first: ${bin} node drain ${this.positionals.join(' ')} --force --dry-run`,
+        ],
+      )
     }
     const timeoutMs = this.flags.timeout ?? config.asterisk.drainTimeout
     const pool = await this.sshPool()
@@ -87,7 +101,9 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
       signals += 1
       controller.abort()
       if (signals === 3) {
-        process.stderr.write(`\nInterrupted three times: leaving now. Check the state with: ${bin} status ${nodes.map((n) => n.name).join(' ')}\n`)
+        process.stderr.write(
+          `\nInterrupted three times: leaving now. Check the state with: ${bin} status ${nodes.map((n) => n.name).join(' ')}\n`,
+        )
         process.exit(130)
       }
     }
@@ -117,7 +133,8 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
           onPlan: async (plan) => {
             if (!json) process.stderr.write(await view.renderPlan(plan, {color, dryRun}))
             if (dryRun || !plan.nodes.some((n) => n.action === 'apply')) return true
-            if (plan.forceEffects.length > 0 && !this.flags.yes && !(await view.confirmForce(plan))) return false
+            if (plan.forceEffects.length > 0 && !this.flags.yes && !(await view.confirmForce(plan)))
+              return false
             progress = await view.startDrainProgress(plan, {enabled: !json})
             return true
           },
@@ -134,7 +151,11 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
     if (!result) return {plan: out.plan, result: null}
 
     // Ctrl-C: keep the boxes out of rotation, or put them back (asked on a terminal only).
-    const interrupted = result.nodes.filter((n) => n.outcome === 'interrupted' && (n.mark !== null || Object.values(n.rotation).some((f) => f?.startsWith('D'))))
+    const interrupted = result.nodes.filter(
+      (n) =>
+        n.outcome === 'interrupted' &&
+        (n.mark !== null || Object.values(n.rotation).some((f) => f?.startsWith('D'))),
+    )
     let putBack: DrainRunOutput | undefined
     if (interrupted.length > 0) {
       const names = interrupted.map((n) => n.node)
@@ -142,7 +163,10 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
       if (choice === 'put-back') {
         putBack = await undrainNodes(
           {...ctx, argv: ['node', 'undrain', ...names]},
-          {nodes: nodes.filter((n) => names.includes(n.name)), timeoutMs: Math.max(120_000, config.ssh.commandTimeout)},
+          {
+            nodes: nodes.filter((n) => names.includes(n.name)),
+            timeoutMs: Math.max(120_000, config.ssh.commandTimeout),
+          },
           {onWarning: warn},
         )
       }
@@ -162,20 +186,33 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
   }
 }
 
-function outcomeError(result: NonNullable<DrainRunOutput['result']>, bin: string, putBack: boolean): HactlError {
+function outcomeError(
+  result: NonNullable<DrainRunOutput['result']>,
+  bin: string,
+  putBack: boolean,
+): HactlError {
   const bad = result.nodes.filter((n) => n.outcome !== 'drained' && n.outcome !== 'nothing-to-do')
   const names = bad.map((n) => n.node).join(' ')
   if (result.exitCode === 130) {
     return putBack
       ? new InterruptedError(`drain of ${names} interrupted; put back in rotation as asked`)
-      : new HactlError(`drain of ${names} interrupted; ${bad.length === 1 ? 'it stays' : 'they stay'} out of rotation, marked draining`, {
-          exitCode: 130,
-          suggestions: [`finish the drain: ${bin} node drain ${names}`, `or put ${bad.length === 1 ? 'it' : 'them'} back: ${bin} node undrain ${names}`],
-        })
+      : new HactlError(
+          `drain of ${names} interrupted; ${bad.length === 1 ? 'it stays' : 'they stay'} out of rotation, marked draining`,
+          {
+            exitCode: 130,
+            suggestions: [
+              `finish the drain: ${bin} node drain ${names}`,
+              `or put ${bad.length === 1 ? 'it' : 'them'} back: ${bin} node undrain ${names}`,
+            ],
+          },
+        )
   }
   const suggestions = [...new Set(bad.flatMap((n) => n.error?.suggestions ?? []))]
-  return new HactlError(`drain ${result.exitCode === 3 ? 'partly failed' : 'failed'}: ${bad.map((n) => `${n.node}: ${n.message}`).join('; ')}`, {
-    exitCode: result.exitCode,
-    suggestions: suggestions.length > 0 ? suggestions : [`${bin} status ${names}`],
-  })
+  return new HactlError(
+    `drain ${result.exitCode === 3 ? 'partly failed' : 'failed'}: ${bad.map((n) => `${n.node}: ${n.message}`).join('; ')}`,
+    {
+      exitCode: result.exitCode,
+      suggestions: suggestions.length > 0 ? suggestions : [`${bin} status ${names}`],
+    },
+  )
 }

@@ -26,7 +26,10 @@ Exit status: 0 back in service (or nothing to do); 1 failure; 2 usage or config 
   static override strict = false
 
   static override args = {
-    nodes: Args.string({description: 'Asterisk boxes to put back: names, comma lists (ast3,ast4) or the asterisk role.', required: true}),
+    nodes: Args.string({
+      description: 'Asterisk boxes to put back: names, comma lists (ast3,ast4) or the asterisk role.',
+      required: true,
+    }),
   }
 
   static override flags = {
@@ -37,7 +40,8 @@ Exit status: 0 back in service (or nothing to do); 1 failure; 2 usage or config 
     })(),
     'dry-run': Flags.boolean({summary: 'Print the plan and change nothing.'}),
     'wait-lock': Flags.custom<number>({
-      summary: 'When another hactl run holds the cluster lock, wait this long for it (e.g. 5m) instead of refusing.',
+      summary:
+        'When another hactl run holds the cluster lock, wait this long for it (e.g. 5m) instead of refusing.',
       helpValue: 'DURATION',
       parse: async (input) => (await import('../../ui/drain-view.js')).parseTimeoutFlag(input, '--wait-lock'),
     })(),
@@ -83,7 +87,8 @@ Exit status: 0 back in service (or nothing to do); 1 failure; 2 usage or config 
         {
           onPlan: async (plan) => {
             if (!json) process.stderr.write(await view.renderPlan(plan, {color, dryRun}))
-            if (!dryRun && plan.nodes.some((n) => n.action === 'apply')) progress = await view.startDrainProgress(plan, {enabled: !json})
+            if (!dryRun && plan.nodes.some((n) => n.action === 'apply'))
+              progress = await view.startDrainProgress(plan, {enabled: !json})
             return true
           },
           onEvent: (e) => progress?.onEvent(e),
@@ -102,11 +107,18 @@ Exit status: 0 back in service (or nothing to do); 1 failure; 2 usage or config 
       return {plan: out.plan, result}
     }
     const bad = result.nodes.filter((n) => n.outcome !== 'undrained' && n.outcome !== 'nothing-to-do')
-    if (result.exitCode === 130) throw new InterruptedError(`undrain of ${bad.map((n) => n.node).join(', ')} interrupted; ${bad.map((n) => n.node).join(', ')} stays out of rotation`)
+    if (result.exitCode === 130)
+      throw new InterruptedError(
+        `undrain of ${bad.map((n) => n.node).join(', ')} interrupted; ${bad.map((n) => n.node).join(', ')} stays out of rotation`,
+      )
     const suggestions = [...new Set(bad.flatMap((n) => n.error?.suggestions ?? []))]
-    throw new HactlError(`undrain ${result.exitCode === 3 ? 'partly failed' : 'failed'}: ${bad.map((n) => `${n.node}: ${n.message}`).join('; ')}`, {
-      exitCode: result.exitCode,
-      suggestions: suggestions.length > 0 ? suggestions : [`${bin} status ${bad.map((n) => n.node).join(' ')}`],
-    })
+    throw new HactlError(
+      `undrain ${result.exitCode === 3 ? 'partly failed' : 'failed'}: ${bad.map((n) => `${n.node}: ${n.message}`).join('; ')}`,
+      {
+        exitCode: result.exitCode,
+        suggestions:
+          suggestions.length > 0 ? suggestions : [`${bin} status ${bad.map((n) => n.node).join(' ')}`],
+      },
+    )
   }
 }

@@ -221,54 +221,62 @@ export interface DiscoveryUrlFacts {
 }
 
 /**
- * Read an etcd v2 discovery URL's state (`GET <url>` recursive): its size and how many members
- * have registered. Used to refuse a --discovery URL that a cluster already bootstrapped with.
+ * Read an etcd v2 discovery URL's state: its size (`GET <url>/_config/size`; etcd hides `_` keys
+ * from directory listings, so it is asked for by name) and how many members have registered
+ * (`GET <url>`). Used to refuse a --discovery URL that a cluster already bootstrapped with, or one
+ * made for another size.
  */
 export async function inspectDiscoveryUrl(
   url: string,
   opts: {timeoutMs?: number; signal?: AbortSignal; fetchImpl?: typeof fetch} = {},
 ): Promise<DiscoveryUrlFacts> {
   const doFetch = opts.fetchImpl ?? fetch
-  const res = await request(
-    doFetch,
-    `${url}?recursive=true`,
-    {method: 'GET'},
-    opts.timeoutMs ?? DEFAULT_TOKEN_TIMEOUT_MS,
-    opts.signal,
-    'discovery URL',
-    [],
-  )
-  const body = res.body
-  if (res.status === 404)
-    throw new HactlError(`discovery URL ${url} does not exist (404): make a token first, or omit --discovery`)
-  if (res.status !== 200)
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TOKEN_TIMEOUT_MS
+  const [sizeRes, dirRes] = await Promise.all([
+    request(doFetch, `${url}/_config/size`, {method: 'GET'}, timeoutMs, opts.signal, 'discovery URL', []),
+    request(doFetch, url, {method: 'GET'}, timeoutMs, opts.signal, 'discovery URL', []),
+  ])
+  if (sizeRes.status === 404) {
     throw new HactlError(
-      `discovery URL ${url} answered ${res.status}${body ? `: ${firstLine(body).slice(0, 200)}` : ''}`,
+      `discovery URL ${url} has no _config/size (404): it is not a token made for a cluster`,
+      {
+        suggestions: ['make a token first (PUT <url>/_config/size value=N), or omit --discovery'],
+      },
     )
-  let parsed: unknown
+  }
+  if (sizeRes.status !== 200)
+    throw new HactlError(
+      `discovery URL ${url}/_config/size answered ${sizeRes.status}${sizeRes.body ? `: ${firstLine(sizeRes.body).slice(0, 200)}` : ''}`,
+    )
+  const value = parseEtcdNode(sizeRes.body, url)?.value
+  const size = value !== undefined && /^\d+$/.test(value) ? Number(value) : undefined
+  let registered = 0
+  if (dirRes.status === 200) {
+    for (const n of parseEtcdNode(dirRes.body, url)?.nodes ?? []) {
+      const name = (n.key ?? '').split('/').pop() ?? ''
+      if (name !== '' && !name.startsWith('_')) registered++
+    }
+  } else if (dirRes.status !== 404) {
+    throw new HactlError(
+      `discovery URL ${url} answered ${dirRes.status}${dirRes.body ? `: ${firstLine(dirRes.body).slice(0, 200)}` : ''}`,
+    )
+  }
+  return {...(size === undefined ? {} : {size}), registered}
+}
+
+interface EtcdV2Node {
+  key?: string
+  value?: string
+  dir?: boolean
+  nodes?: EtcdV2Node[]
+}
+
+function parseEtcdNode(body: string, url: string): EtcdV2Node | undefined {
   try {
-    parsed = JSON.parse(body)
+    return (JSON.parse(body) as {node?: EtcdV2Node}).node
   } catch {
     throw new HactlError(`discovery URL ${url} did not answer etcd v2 JSON`)
   }
-  const nodes =
-    (
-      parsed as {
-        node?: {nodes?: Array<{key?: string; dir?: boolean; nodes?: Array<{key?: string; value?: string}>}>}
-      }
-    ).node?.nodes ?? []
-  let size: number | undefined
-  let registered = 0
-  for (const n of nodes) {
-    const name = (n.key ?? '').split('/').pop() ?? ''
-    if (name === '_config') {
-      const s = (n.nodes ?? []).find((c) => (c.key ?? '').endsWith('/size'))
-      if (s?.value !== undefined && /^\d+$/.test(s.value)) size = Number(s.value)
-    } else if (!name.startsWith('_')) {
-      registered++
-    }
-  }
-  return {...(size === undefined ? {} : {size}), registered}
 }
 
 // --- The URLs a cluster has used ------------------------------------------------------------

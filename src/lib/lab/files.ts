@@ -1,4 +1,14 @@
-import {existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync, lstatSync} from 'node:fs'
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import {randomBytes} from 'node:crypto'
 import path from 'node:path'
 import {shellQuote} from '../ssh/quote.js'
@@ -198,8 +208,27 @@ export function writeHostFiles(opts: {
   asteriskIps: string[]
 }): void {
   const {plan, host, dir} = opts
-  for (const d of ['ssh', 'bin', 'etcd', 'coreos-install', 'kamailio', 'run', 'log', 'etc', 'boot']) {
-    mkdirSync(path.join(dir, d), {recursive: true, mode: d === 'etcd' ? 0o700 : 0o755})
+  for (const d of [
+    'ssh',
+    'bin',
+    'etcd',
+    'coreos-install',
+    'kamailio',
+    'run',
+    'log',
+    'etc',
+    'boot',
+    'root',
+    'tmp',
+  ]) {
+    mkdirSync(path.join(dir, d), {recursive: true, mode: d === 'etcd' || d === 'root' ? 0o700 : 0o755})
+  }
+  // A host is its own machine: its own /tmp, and a /root with Debian's default dotfiles (not this
+  // machine's, whose shell setup would run in every SSH session on every host).
+  chmodSync(path.join(dir, 'tmp'), 0o1777)
+  for (const f of ['bashrc', 'profile']) {
+    const src = `/usr/share/base-files/dot.${f}`
+    if (existsSync(src)) copyFileSync(src, path.join(dir, 'root', `.${f}`))
   }
   const {units, enabled} = unitsFor(host)
   const hostJson: HostJson = {
@@ -244,6 +273,8 @@ export function writeHostFiles(opts: {
   const mounts: Array<[string, string]> = [
     [path.join(dir, 'run'), '/run'],
     [path.join(dir, 'log'), '/var/log'],
+    [path.join(dir, 'root'), '/root'],
+    [path.join(dir, 'tmp'), '/tmp'],
     [path.join(dir, 'etcd'), '/var/lib/etcd'],
     [path.join(dir, 'coreos-install'), '/var/lib/coreos-install'],
     [path.join(dir, 'kamailio'), '/etc/kamailio'],

@@ -30,7 +30,11 @@ export interface CapacityCheck {
  * out of service already do not count against the guard: draining them removes no capacity.
  * When the drain removes nothing, it passes even if the cluster is already below the minimum.
  */
-export function checkCapacity(nodes: CapacityNode[], draining: string[], minInService: number): CapacityCheck {
+export function checkCapacity(
+  nodes: CapacityNode[],
+  draining: string[],
+  minInService: number,
+): CapacityCheck {
   const targets = new Set(draining)
   const inService = nodes.filter((n) => n.inService).map((n) => n.name)
   const outOfService = nodes.filter((n) => !n.inService).map((n) => n.name)

@@ -14,7 +14,13 @@ import {
 import type {EtcdHandle} from '../etcd/client.js'
 import type {MaintenanceMark} from '../etcd/maintenance.js'
 import {ExitCode, formatMs, HactlError, HostError, InterruptedError, UserError} from '../errors.js'
-import {readDestinations, setStateEverywhere, stateArgOf, type DestinationView, type RotationChange} from '../kamailio.js'
+import {
+  readDestinations,
+  setStateEverywhere,
+  stateArgOf,
+  type DestinationView,
+  type RotationChange,
+} from '../kamailio.js'
 import type {SshPool} from '../ssh/pool.js'
 import {shellQuote} from '../ssh/quote.js'
 import {checkCapacity, type CapacityCheck} from './capacity.js'
@@ -80,7 +86,9 @@ export function describeState(f: DrainNodeFacts): string {
   const rotation = Object.entries(f.dispatcher)
     .map(([k, v]) => `${k} ${v === null ? '?' : (v.flags ?? 'absent')}`)
     .join(', ')
-  const mark = f.mark ? `marked ${f.mark.state} by ${f.mark.by} since ${f.mark.since}${f.mark.reason ? ` (${f.mark.reason})` : ''}` : 'not marked'
+  const mark = f.mark
+    ? `marked ${f.mark.state} by ${f.mark.by} since ${f.mark.since}${f.mark.reason ? ` (${f.mark.reason})` : ''}`
+    : 'not marked'
   return `${asterisk}; ${rotation || 'no Kamailio'}; ${mark}`
 }
 
@@ -112,7 +120,12 @@ export interface PlanOptions {
 }
 
 /** What reaching each Kamailio looks like from the facts: the ones that did not answer block everything. */
-function kamailioBlock(node: string, state: string, kamailio: KamailioFacts[], bin: string): NodePlan | undefined {
+function kamailioBlock(
+  node: string,
+  state: string,
+  kamailio: KamailioFacts[],
+  bin: string,
+): NodePlan | undefined {
   const down = kamailio.filter((k) => !k.reachable)
   if (down.length === 0) return undefined
   return {
@@ -133,7 +146,13 @@ export function planDrain(f: DrainNodeFacts, kamailio: KamailioFacts[], opts: Pl
   const bin = opts.bin ?? 'hactl'
   const state = describeState(f)
   if (!f.reachable) {
-    return {node: f.name, action: 'blocked', state, reason: `${f.name} does not answer${f.error ? `: ${f.error}` : ''}`, suggestions: [`${bin} status ${f.name}`]}
+    return {
+      node: f.name,
+      action: 'blocked',
+      state,
+      reason: `${f.name} does not answer${f.error ? `: ${f.error}` : ''}`,
+      suggestions: [`${bin} status ${f.name}`],
+    }
   }
   const blocked = kamailioBlock(f.name, state, kamailio, bin)
   if (blocked) return blocked
@@ -147,14 +166,21 @@ export function planDrain(f: DrainNodeFacts, kamailio: KamailioFacts[], opts: Pl
       suggestions: ['check asterisk.cli in hactl.yaml', `${bin} status ${f.name}`],
     }
   }
-  const toDisable = kamailio.map((k) => k.name).filter((k) => {
-    const v = f.dispatcher[k]
-    return v !== undefined && v !== null && v.state !== 'disabled' && v.state !== 'absent'
-  })
+  const toDisable = kamailio
+    .map((k) => k.name)
+    .filter((k) => {
+      const v = f.dispatcher[k]
+      return v !== undefined && v !== null && v.state !== 'disabled' && v.state !== 'absent'
+    })
   const absent = kamailio.map((k) => k.name).filter((k) => f.dispatcher[k]?.state === 'absent')
 
   if (a.state === 'stopped' && toDisable.length === 0 && f.mark?.state === 'drained') {
-    return {node: f.name, action: 'none', state, reason: `${f.name} is already drained (since ${f.mark.since}, by ${f.mark.by})`}
+    return {
+      node: f.name,
+      action: 'none',
+      state,
+      reason: `${f.name} is already drained (since ${f.mark.since}, by ${f.mark.by})`,
+    }
   }
 
   const steps: PlanStep[] = []
@@ -171,11 +197,20 @@ export function planDrain(f: DrainNodeFacts, kamailio: KamailioFacts[], opts: Pl
   if (a.state === 'running') {
     steps.push({
       kind: 'wait-calls',
-      title: a.activeCalls === 0 ? `check that ${f.name} has no calls` : `wait for ${a.activeCalls} ${a.activeCalls === 1 ? 'call' : 'calls'} on ${f.name} to end`,
+      title:
+        a.activeCalls === 0
+          ? `check that ${f.name} has no calls`
+          : `wait for ${a.activeCalls} ${a.activeCalls === 1 ? 'call' : 'calls'} on ${f.name} to end`,
     })
-    steps.push({kind: 'stop', title: `stop Asterisk on ${f.name} (core stop gracefully) and wait until it is inactive`})
+    steps.push({
+      kind: 'stop',
+      title: `stop Asterisk on ${f.name} (core stop gracefully) and wait until it is inactive`,
+    })
   } else if (a.state === 'shutdown-pending') {
-    steps.push({kind: 'wait-exit', title: `a shutdown is pending on ${f.name}: wait for its calls to end and Asterisk to exit`})
+    steps.push({
+      kind: 'wait-exit',
+      title: `a shutdown is pending on ${f.name}: wait for its calls to end and Asterisk to exit`,
+    })
   }
   steps.push({kind: 'mark-drained', title: `mark ${f.name} drained in etcd`})
   return {node: f.name, action: 'apply', state, steps}
@@ -186,7 +221,13 @@ export function planUndrain(f: DrainNodeFacts, kamailio: KamailioFacts[], opts: 
   const bin = opts.bin ?? 'hactl'
   const state = describeState(f)
   if (!f.reachable) {
-    return {node: f.name, action: 'blocked', state, reason: `${f.name} does not answer${f.error ? `: ${f.error}` : ''}`, suggestions: [`${bin} status ${f.name}`]}
+    return {
+      node: f.name,
+      action: 'blocked',
+      state,
+      reason: `${f.name} does not answer${f.error ? `: ${f.error}` : ''}`,
+      suggestions: [`${bin} status ${f.name}`],
+    }
   }
   const blocked = kamailioBlock(f.name, state, kamailio, bin)
   if (blocked) return blocked
@@ -212,13 +253,23 @@ export function planUndrain(f: DrainNodeFacts, kamailio: KamailioFacts[], opts: 
   }
   const toEnable = kamailio.map((k) => k.name).filter((k) => f.dispatcher[k]?.state !== 'active')
   const steps: PlanStep[] = []
-  if (a.state === 'stopped') steps.push({kind: 'start', title: `start Asterisk on ${f.name} and wait until its CLI answers`})
-  if (a.state === 'shutdown-pending') steps.push({kind: 'abort-shutdown', title: `cancel the pending shutdown on ${f.name} (core abort shutdown)`})
+  if (a.state === 'stopped')
+    steps.push({kind: 'start', title: `start Asterisk on ${f.name} and wait until its CLI answers`})
+  if (a.state === 'shutdown-pending')
+    steps.push({
+      kind: 'abort-shutdown',
+      title: `cancel the pending shutdown on ${f.name} (core abort shutdown)`,
+    })
   if (toEnable.length > 0) {
-    steps.push({kind: 'enable', title: `put ${f.name} back in rotation (set_state ap) on ${toEnable.join(', ')}`, kamailio: toEnable})
+    steps.push({
+      kind: 'enable',
+      title: `put ${f.name} back in rotation (set_state ap) on ${toEnable.join(', ')}`,
+      kamailio: toEnable,
+    })
   }
   if (f.mark) steps.push({kind: 'clear-mark', title: `clear the ${f.mark.state} mark of ${f.name} in etcd`})
-  if (steps.length === 0) return {node: f.name, action: 'none', state, reason: `${f.name} is already in service`}
+  if (steps.length === 0)
+    return {node: f.name, action: 'none', state, reason: `${f.name} is already in service`}
   return {node: f.name, action: 'apply', state, steps}
 }
 
@@ -246,8 +297,17 @@ export function buildRunPlan(facts: DrainFacts, opts: BuildPlanOptions): DrainRu
   const byName = new Map(facts.asterisk.map((f) => [f.name, f]))
   const nodes = opts.targets.map((t): NodePlan => {
     const f = byName.get(t)
-    if (!f) return {node: t, action: 'blocked', state: 'unknown', reason: `${t} is not an Asterisk box`, suggestions: []}
-    return opts.operation === 'drain' ? planDrain(f, facts.kamailio, opts) : planUndrain(f, facts.kamailio, opts)
+    if (!f)
+      return {
+        node: t,
+        action: 'blocked',
+        state: 'unknown',
+        reason: `${t} is not an Asterisk box`,
+        suggestions: [],
+      }
+    return opts.operation === 'drain'
+      ? planDrain(f, facts.kamailio, opts)
+      : planUndrain(f, facts.kamailio, opts)
   })
   const forceEffects: string[] = []
   let capacity: CapacityCheck | undefined
@@ -260,13 +320,24 @@ export function buildRunPlan(facts: DrainFacts, opts: BuildPlanOptions): DrainRu
     )
     if (opts.force && !capacity.ok) forceEffects.push(`override the capacity guard: ${capacity.message}`)
     if (opts.force) {
-      const withCalls = nodes.filter((n) => n.action === 'apply' && n.steps.some((s) => s.kind === 'wait-calls' || s.kind === 'wait-exit'))
+      const withCalls = nodes.filter(
+        (n) => n.action === 'apply' && n.steps.some((s) => s.kind === 'wait-calls' || s.kind === 'wait-exit'),
+      )
       if (withCalls.length > 0) {
-        forceEffects.push(`end the calls still up on ${withCalls.map((n) => n.node).join(', ')} after ${formatMs(opts.timeoutMs)} (core stop now)`)
+        forceEffects.push(
+          `end the calls still up on ${withCalls.map((n) => n.node).join(', ')} after ${formatMs(opts.timeoutMs)} (core stop now)`,
+        )
       }
     }
   }
-  return {operation: opts.operation, nodes, ...(capacity ? {capacity} : {}), force: opts.force, timeoutMs: opts.timeoutMs, forceEffects}
+  return {
+    operation: opts.operation,
+    nodes,
+    ...(capacity ? {capacity} : {}),
+    force: opts.force,
+    timeoutMs: opts.timeoutMs,
+    forceEffects,
+  }
 }
 
 /** A preflight check failed (a host does not answer, a box is not what it should be). Nothing changed. Exit 1. */
@@ -288,18 +359,25 @@ export class CapacityError extends HactlError {
 
 /** The error that stops a run before it changes anything, if any. Pure. */
 export function preflightError(plan: DrainRunPlan, bin = 'hactl'): HactlError | undefined {
-  const blocked = plan.nodes.filter((n): n is Extract<NodePlan, {action: 'blocked'}> => n.action === 'blocked')
+  const blocked = plan.nodes.filter(
+    (n): n is Extract<NodePlan, {action: 'blocked'}> => n.action === 'blocked',
+  )
   if (blocked.length > 0) {
-    return new PreflightError(`cannot ${plan.operation} ${blocked.map((b) => b.node).join(', ')}; nothing was changed: ${blocked.map((b) => b.reason).join('; ')}`, {
-      suggestions: [...new Set(blocked.flatMap((b) => b.suggestions))],
-    })
+    return new PreflightError(
+      `cannot ${plan.operation} ${blocked.map((b) => b.node).join(', ')}; nothing was changed: ${blocked.map((b) => b.reason).join('; ')}`,
+      {
+        suggestions: [...new Set(blocked.flatMap((b) => b.suggestions))],
+      },
+    )
   }
   const capacity = plan.capacity
   if (plan.operation === 'drain' && capacity && !capacity.ok && !plan.force) {
     const targets = plan.nodes.filter((n) => n.action === 'apply').map((n) => n.node)
     const others = capacity.outOfService.filter((n) => !targets.includes(n))
     return new CapacityError(`refusing to drain: ${capacity.message}; nothing was changed`, capacity, [
-      others.length > 0 ? `put a box back in service first: ${bin} node undrain ${others[0]}   (out of service: ${others.join(', ')})` : `add Asterisk boxes, or lower asterisk.minInService (${capacity.minInService}) in hactl.yaml`,
+      others.length > 0
+        ? `put a box back in service first: ${bin} node undrain ${others[0]}   (out of service: ${others.join(', ')})`
+        : `add Asterisk boxes, or lower asterisk.minInService (${capacity.minInService}) in hactl.yaml`,
       `or drain anyway, leaving fewer boxes in service (asks for confirmation): ${bin} node drain ${targets.join(' ')} --force`,
     ])
   }
@@ -315,9 +393,12 @@ export function planLines(plan: DrainRunPlan): string[] {
     else if (n.action === 'blocked') lines.push(`  cannot ${plan.operation}: ${n.reason}`)
     else n.steps.forEach((s, i) => lines.push(`  ${i + 1}. ${s.title}`))
   }
-  if (plan.capacity && plan.nodes.some((n) => n.action === 'apply')) lines.push(`capacity: ${plan.capacity.message}`)
+  if (plan.capacity && plan.nodes.some((n) => n.action === 'apply'))
+    lines.push(`capacity: ${plan.capacity.message}`)
   if (plan.operation === 'drain' && waits(plan)) {
-    lines.push(`timeout: ${formatMs(plan.timeoutMs)}${plan.force ? ', then end the remaining calls (--force)' : ', then leave the box out of rotation and report'}`)
+    lines.push(
+      `timeout: ${formatMs(plan.timeoutMs)}${plan.force ? ', then end the remaining calls (--force)' : ', then leave the box out of rotation and report'}`,
+    )
   }
   for (const e of plan.forceEffects) lines.push(`--force will ${e}`)
   return lines
@@ -325,7 +406,11 @@ export function planLines(plan: DrainRunPlan): string[] {
 
 /** Whether some node of the plan waits for calls or for Asterisk to stop (so --timeout matters). */
 export function waits(plan: DrainRunPlan): boolean {
-  return plan.nodes.some((n) => n.action === 'apply' && n.steps.some((s) => s.kind === 'wait-calls' || s.kind === 'wait-exit' || s.kind === 'stop'))
+  return plan.nodes.some(
+    (n) =>
+      n.action === 'apply' &&
+      n.steps.some((s) => s.kind === 'wait-calls' || s.kind === 'wait-exit' || s.kind === 'stop'),
+  )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,7 +475,14 @@ export interface DrainOptions {
 
 export type StepEvent =
   | {type: 'start'; node: string; step: StepKind}
-  | {type: 'progress'; node: string; step: StepKind; callsLeft: number; channelsLeft: number; elapsedMs: number}
+  | {
+      type: 'progress'
+      node: string
+      step: StepKind
+      callsLeft: number
+      channelsLeft: number
+      elapsedMs: number
+    }
   | {type: 'done'; node: string; step: StepKind; detail?: string}
   | {type: 'skip'; node: string; step: StepKind; detail: string}
   | {type: 'fail'; node: string; step: StepKind; detail: string}
@@ -414,12 +506,20 @@ export interface DrainRunOutput {
 }
 
 /** Drain `opts.nodes`: see the module comment. */
-export async function drainNodes(ctx: DrainContext, opts: DrainOptions, hooks: DrainHooks = {}): Promise<DrainRunOutput> {
+export async function drainNodes(
+  ctx: DrainContext,
+  opts: DrainOptions,
+  hooks: DrainHooks = {},
+): Promise<DrainRunOutput> {
   return runOperation('drain', ctx, opts, hooks)
 }
 
 /** Put `opts.nodes` back in service. */
-export async function undrainNodes(ctx: DrainContext, opts: DrainOptions, hooks: DrainHooks = {}): Promise<DrainRunOutput> {
+export async function undrainNodes(
+  ctx: DrainContext,
+  opts: DrainOptions,
+  hooks: DrainHooks = {},
+): Promise<DrainRunOutput> {
   return runOperation('undrain', ctx, opts, hooks)
 }
 
@@ -434,14 +534,27 @@ interface RunState {
   command: string
 }
 
-async function runOperation(operation: 'drain' | 'undrain', ctx: DrainContext, opts: DrainOptions, hooks: DrainHooks): Promise<DrainRunOutput> {
+async function runOperation(
+  operation: 'drain' | 'undrain',
+  ctx: DrainContext,
+  opts: DrainOptions,
+  hooks: DrainHooks,
+): Promise<DrainRunOutput> {
   const {config, pool} = ctx
   const bin = ctx.bin ?? 'hactl'
   const notAsterisk = opts.nodes.filter((n) => !n.roles.includes('asterisk'))
   if (notAsterisk.length > 0) {
-    throw new UserError(`${notAsterisk.map((n) => `${n.name} (${n.roles.join(', ')})`).join(', ')}: not an Asterisk box; only nodes with the asterisk role can be ${operation}ed`, [
-      `the Asterisk boxes: ${config.nodes.filter((n) => n.roles.includes('asterisk')).map((n) => n.name).join(', ') || '(none)'}`,
-    ])
+    throw new UserError(
+      `${notAsterisk.map((n) => `${n.name} (${n.roles.join(', ')})`).join(', ')}: not an Asterisk box; only nodes with the asterisk role can be ${operation}ed`,
+      [
+        `the Asterisk boxes: ${
+          config.nodes
+            .filter((n) => n.roles.includes('asterisk'))
+            .map((n) => n.name)
+            .join(', ') || '(none)'
+        }`,
+      ],
+    )
   }
   if (opts.nodes.length === 0) throw new UserError(`no node to ${operation}`)
 
@@ -451,14 +564,21 @@ async function runOperation(operation: 'drain' | 'undrain', ctx: DrainContext, o
   // facts themselves are still gathered under the lock. A host that fails here is not retried.
   const connectErrors = new Map<string, unknown>()
   const warm = Promise.all(
-    probedNodes(config, opts.nodes, minInService).map((n) => pool.connect(n).catch((error: unknown) => void connectErrors.set(n.name, error))),
+    probedNodes(config, opts.nodes, minInService).map((n) =>
+      pool.connect(n).catch((error: unknown) => void connectErrors.set(n.name, error)),
+    ),
   )
   const {openEtcd} = await import('../etcd/client.js')
   const etcdNode = config.nodes.find((n) => n.roles.includes('etcd'))
-  const etcd = await openEtcd(config, config.etcd.via === 'ssh' && etcdNode ? {tunnel: (h, p) => pool.forwardOut(etcdNode, h, p)} : {})
+  const etcd = await openEtcd(
+    config,
+    config.etcd.via === 'ssh' && etcdNode ? {tunnel: (h, p) => pool.forwardOut(etcdNode, h, p)} : {},
+  )
   let lock: {release(): Promise<void>} | undefined
   try {
-    const command = [bin, ...(ctx.argv ?? ['node', operation, ...opts.nodes.map((n) => n.name)])].map((a) => shellQuote(a)).join(' ')
+    const command = [bin, ...(ctx.argv ?? ['node', operation, ...opts.nodes.map((n) => n.name)])]
+      .map((a) => shellQuote(a))
+      .join(' ')
     // A dry run changes nothing, so it need not wait for (or block) anyone else's run.
     if (!opts.dryRun) lock = await takeLock(ctx, etcd, command, opts.waitLockMs ?? 0, hooks)
     const state: RunState = {
@@ -497,22 +617,36 @@ async function runOperation(operation: 'drain' | 'undrain', ctx: DrainContext, o
       plan.nodes.map(async (np): Promise<NodeRunResult> => {
         const node = opts.nodes.find((n) => n.name === np.node)!
         const f = factsByName.get(np.node)!
-        if (np.action !== 'apply') return nothingToDo(f, np.action === 'none' ? np.reason : '', operation)
+        if (np.action !== 'apply') return nothingToDo(f, np.action === 'none' ? np.reason : '')
         try {
-          return operation === 'drain' ? await applyDrain(state, node, f, np.steps) : await applyUndrain(state, node, f, np.steps)
+          return operation === 'drain'
+            ? await applyDrain(state, node, f, np.steps)
+            : await applyUndrain(state, node, f, np.steps)
         } catch (error) {
           // A step threw: report the node as failed with what is known, never lose the other nodes.
           return failedResult(np.node, f, error, Date.now() - started)
         }
       }),
     )
-    const result: DrainRunResult = {operation, nodes: results, durationMs: Date.now() - started, exitCode: exitCodeOf(results)}
+    const result: DrainRunResult = {
+      operation,
+      nodes: results,
+      durationMs: Date.now() - started,
+      exitCode: exitCodeOf(results),
+    }
     if (plan.nodes.some((n) => n.action === 'apply')) {
-      await recordHistory(state, plan, result, started).catch((e: unknown) => hooks.onWarning?.(`history not written: ${(e as Error).message}`))
+      await recordHistory(state, plan, result, started).catch((e: unknown) =>
+        hooks.onWarning?.(`history not written: ${(e as Error).message}`),
+      )
     }
     return {plan, result}
   } finally {
-    if (lock) await lock.release().catch((e: unknown) => hooks.onWarning?.(`could not release the cluster lock: ${(e as Error).message}`))
+    if (lock)
+      await lock
+        .release()
+        .catch((e: unknown) =>
+          hooks.onWarning?.(`could not release the cluster lock: ${(e as Error).message}`),
+        )
     await etcd.close().catch(() => undefined)
   }
 }
@@ -525,7 +659,7 @@ function exitCodeOf(results: NodeRunResult[]): number {
   return good.length > 0 ? ExitCode.partial : ExitCode.failure
 }
 
-function nothingToDo(f: DrainNodeFacts, reason: string, _operation: 'drain' | 'undrain'): NodeRunResult {
+function nothingToDo(f: DrainNodeFacts, reason: string): NodeRunResult {
   return {
     node: f.name,
     outcome: 'nothing-to-do',
@@ -538,20 +672,24 @@ function nothingToDo(f: DrainNodeFacts, reason: string, _operation: 'drain' | 'u
 }
 
 function failedResult(node: string, f: DrainNodeFacts, error: unknown, durationMs: number): NodeRunResult {
-  const e = error as Error
   return {
     node,
     outcome: 'failed',
-    message: e.message,
+    message: (error as Error).message,
     durationMs,
     rotation: rotationOf(f.dispatcher),
     asterisk: 'unknown',
     mark: f.mark?.state ?? null,
-    error: {
-      kind: error instanceof HostError ? error.kind : error instanceof HactlError ? error.name : 'internal',
-      message: e.message,
-      suggestions: error instanceof HactlError ? error.suggestions : [],
-    },
+    error: errorInfo(error, []),
+  }
+}
+
+function errorInfo(error: unknown, fallback: string[]): NonNullable<NodeRunResult['error']> {
+  const suggestions = error instanceof HactlError ? error.suggestions : []
+  return {
+    kind: error instanceof HostError ? error.kind : error instanceof HactlError ? error.name : 'internal',
+    message: (error as Error).message,
+    suggestions: suggestions.length > 0 ? suggestions : fallback,
   }
 }
 
@@ -563,7 +701,11 @@ function rotationOf(dispatcher: Record<string, DestinationView | null>): Record<
 function probedNodes(config: HactlConfig, targets: ResolvedNode[], minInService: number): ResolvedNode[] {
   const names = new Set(targets.map((t) => t.name))
   // Without a capacity guard the other boxes do not matter: do not spend connections on them.
-  return config.nodes.filter((n) => (n.roles.includes('asterisk') && (minInService > 0 || names.has(n.name))) || n.roles.includes('kamailio'))
+  return config.nodes.filter(
+    (n) =>
+      (n.roles.includes('asterisk') && (minInService > 0 || names.has(n.name))) ||
+      n.roles.includes('kamailio'),
+  )
 }
 
 /** Probe every Asterisk box (calls), every Kamailio (its dispatcher list) and etcd (the marks), all at once. */
@@ -588,7 +730,12 @@ export async function gatherDrainFacts(
           connectError(n)
           return {name: n.name, reachable: true, asterisk: await probeAsterisk(ctx, n)} as const
         } catch (error) {
-          return {name: n.name, reachable: false, error: shortError(error), asterisk: {state: 'unknown', detail: 'unreachable'} as AsteriskState} as const
+          return {
+            name: n.name,
+            reachable: false,
+            error: shortError(error),
+            asterisk: {state: 'unknown', detail: 'unreachable'} as AsteriskState,
+          } as const
         }
       }),
     ),
@@ -617,7 +764,11 @@ export async function gatherDrainFacts(
         ...(mark ? {mark} : {}),
       }
     }),
-    kamailio: kamailio.map((k) => ({name: k.name, reachable: k.reachable, ...(k.error ? {error: k.error} : {})})),
+    kamailio: kamailio.map((k) => ({
+      name: k.name,
+      reachable: k.reachable,
+      ...(k.error ? {error: k.error} : {}),
+    })),
   }
 }
 
@@ -629,6 +780,8 @@ function shortError(error: unknown): string {
 /** Emits the events of one node's steps. */
 class StepReporter {
   private current: StepKind | undefined
+  /** The step running now, or the last one that ended. */
+  step: StepKind | undefined
   constructor(
     private readonly node: string,
     private readonly steps: PlanStep[],
@@ -637,6 +790,7 @@ class StepReporter {
 
   start(step: StepKind): void {
     this.current = step
+    this.step = step
     this.onEvent?.({type: 'start', node: this.node, step})
   }
 
@@ -645,7 +799,8 @@ class StepReporter {
   }
 
   done(detail?: string): void {
-    if (this.current) this.onEvent?.({type: 'done', node: this.node, step: this.current, ...(detail ? {detail} : {})})
+    if (this.current)
+      this.onEvent?.({type: 'done', node: this.node, step: this.current, ...(detail ? {detail} : {})})
     this.current = undefined
   }
 
@@ -657,11 +812,17 @@ class StepReporter {
   /** Mark every step after `after` (or all, when undefined) skipped. */
   skipRest(after: StepKind | undefined, detail: string): void {
     const i = after === undefined ? -1 : this.steps.findIndex((s) => s.kind === after)
-    for (const s of this.steps.slice(i + 1)) this.onEvent?.({type: 'skip', node: this.node, step: s.kind, detail})
+    for (const s of this.steps.slice(i + 1))
+      this.onEvent?.({type: 'skip', node: this.node, step: s.kind, detail})
   }
 }
 
-async function applyDrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts, steps: PlanStep[]): Promise<NodeRunResult> {
+async function applyDrain(
+  run: RunState,
+  node: ResolvedNode,
+  f: DrainNodeFacts,
+  steps: PlanStep[],
+): Promise<NodeRunResult> {
   const {ctx, opts, etcd, prefix} = run
   const {setMark, clearMark} = await import('../etcd/maintenance.js')
   const started = Date.now()
@@ -675,11 +836,17 @@ async function applyDrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts, 
   let deadline = 0
   // The mark keeps the time the drain began, through draining → drained and later runs.
   let since = f.mark?.since
-  const result = (outcome: NodeOutcome, message: string, extra: Partial<NodeRunResult> = {}): NodeRunResult => ({
+  const result = (
+    outcome: NodeOutcome,
+    message: string,
+    extra: Partial<NodeRunResult> = {},
+  ): NodeRunResult => ({
     node: node.name,
     outcome,
     message,
-    ...(callsAtStart === undefined ? {} : {callsAtStart, callsDrained: Math.max(0, callsAtStart - callsLeft - (callsCut ?? 0))}),
+    ...(callsAtStart === undefined
+      ? {}
+      : {callsAtStart, callsDrained: Math.max(0, callsAtStart - callsLeft - (callsCut ?? 0))}),
     ...(outcome === 'timeout' || outcome === 'interrupted' ? {callsLeft} : {}),
     ...(callsCut === undefined ? {} : {callsCut}),
     durationMs: Date.now() - started,
@@ -689,7 +856,9 @@ async function applyDrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts, 
     ...extra,
   })
   const stopped = (step: StepKind, outcome: 'timeout' | 'interrupted', what: string): NodeRunResult => {
-    const out = Object.entries(rotation).filter(([, v]) => v?.startsWith('D') || v === null).map(([k]) => k)
+    const out = Object.entries(rotation)
+      .filter(([, v]) => v?.startsWith('D') || v === null)
+      .map(([k]) => k)
     const msg =
       outcome === 'timeout'
         ? `timed out after ${formatMs(opts.timeoutMs)} with ${what}; ${node.name} stays out of rotation (marked draining)`
@@ -702,120 +871,186 @@ async function applyDrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts, 
         message: msg,
         suggestions:
           outcome === 'timeout'
-            ? [`keep waiting: ${run.ctx.bin ?? 'hactl'} node drain ${node.name}`, `end the calls: ${run.ctx.bin ?? 'hactl'} node drain ${node.name} --force`, `put it back: ${run.ctx.bin ?? 'hactl'} node undrain ${node.name}`]
-            : [`keep waiting: ${run.ctx.bin ?? 'hactl'} node drain ${node.name}`, `put it back: ${run.ctx.bin ?? 'hactl'} node undrain ${node.name}`],
+            ? [
+                `keep waiting: ${run.ctx.bin ?? 'hactl'} node drain ${node.name}`,
+                `end the calls: ${run.ctx.bin ?? 'hactl'} node drain ${node.name} --force`,
+                `put it back: ${run.ctx.bin ?? 'hactl'} node undrain ${node.name}`,
+              ]
+            : [
+                `keep waiting: ${run.ctx.bin ?? 'hactl'} node drain ${node.name}`,
+                `put it back: ${run.ctx.bin ?? 'hactl'} node undrain ${node.name}`,
+              ],
       },
     })
   }
 
-  for (const step of steps) {
-    // Ctrl-C is honoured between steps, except between the mark and the Kamailio change: those
-    // two are quick and a box marked draining but still in rotation is a needless half state.
-    if (opts.signal?.aborted && step.kind !== 'disable' && step.kind !== 'mark-drained') {
-      if (step === steps[0]) {
-        report.skipRest(undefined, 'interrupted')
-        return result('interrupted', `interrupted before anything changed on ${node.name}`)
+  // A step threw (SSH lost, etcd down...): report where the box was left, never a bare error.
+  const crashed = (error: unknown): NodeRunResult => {
+    const e = error as Error
+    const out = Object.entries(rotation)
+      .filter(([, v]) => v === null || v.startsWith('D'))
+      .map(([k]) => k)
+    const msg = `${e.message}; ${node.name} is out of rotation on ${out.join(', ') || 'no Kamailio'}, marked ${mark ?? 'nothing'}, Asterisk ${asterisk}`
+    report.fail(msg)
+    report.skipRest(report.step, 'stopped')
+    return result('failed', msg, {
+      error: errorInfo(error, [
+        `${ctx.bin ?? 'hactl'} status ${node.name}`,
+        `then again: ${ctx.bin ?? 'hactl'} node drain ${node.name}`,
+      ]),
+    })
+  }
+  try {
+    for (const step of steps) {
+      // Ctrl-C is honoured between steps, except between the mark and the Kamailio change: those
+      // two are quick and a box marked draining but still in rotation is a needless half state.
+      if (opts.signal?.aborted && step.kind !== 'disable' && step.kind !== 'mark-drained') {
+        if (step === steps[0]) {
+          report.skipRest(undefined, 'interrupted')
+          return result('interrupted', `interrupted before anything changed on ${node.name}`)
+        }
+        report.start(step.kind)
+        return stopped(step.kind, 'interrupted', `${callsLeft} ${callsLeft === 1 ? 'call' : 'calls'} left`)
       }
       report.start(step.kind)
-      return stopped(step.kind, 'interrupted', `${callsLeft} ${callsLeft === 1 ? 'call' : 'calls'} left`)
-    }
-    report.start(step.kind)
-    switch (step.kind) {
-      case 'mark-draining': {
-        const stored = await setMark(etcd, prefix, {
-          node: node.name,
-          state: 'draining',
-          ...(opts.reason === undefined ? (f.mark?.reason ? {reason: f.mark.reason} : {}) : {reason: opts.reason}),
-          command: run.command,
-          ...(since ? {since} : {}),
-        })
-        since = stored.since
-        mark = 'draining'
-        report.done()
-        break
-      }
-      case 'disable': {
-        const kams = run.kamailio.filter((k) => step.kamailio?.includes(k.name))
-        const changes = await setStateEverywhere(ctx, kams, node, 'd')
-        for (const c of changes) if (c.view) rotation[c.kamailio] = c.view.flags
-        const failed = changes.filter((c) => !c.ok)
-        if (failed.length > 0) {
-          const rollback = await rollBackDrain(run, node, f, changes, mark !== (f.mark?.state ?? null), {setMark, clearMark})
-          for (const [k, v] of Object.entries(rollback.rotation)) rotation[k] = v
-          mark = rollback.mark
-          const msg = `could not take ${node.name} out of rotation on ${failed.map((c) => c.kamailio).join(', ')}: ${failed.map((c) => c.error?.message ?? '').join('; ')}; ${rollback.message}`
-          report.fail(msg)
-          report.skipRest(step.kind, 'stopped: a box half out of rotation is worse than none')
-          return result('failed', msg, {
-            error: {kind: failed[0]?.error?.kind ?? 'set-state-failed', message: msg, suggestions: [`${ctx.bin ?? 'hactl'} status ${node.name}`, `then again: ${ctx.bin ?? 'hactl'} node drain ${node.name}`]},
+      switch (step.kind) {
+        case 'mark-draining': {
+          const stored = await setMark(etcd, prefix, {
+            node: node.name,
+            state: 'draining',
+            ...(opts.reason === undefined
+              ? f.mark?.reason
+                ? {reason: f.mark.reason}
+                : {}
+              : {reason: opts.reason}),
+            command: run.command,
+            ...(since ? {since} : {}),
           })
-        }
-        report.done(changes.map((c) => `${c.kamailio} ${c.view?.flags ?? '?'}`).join(', '))
-        break
-      }
-      case 'wait-calls': {
-        deadline = Date.now() + opts.timeoutMs
-        const w = await waitForCallsToEnd(ctx, node, {deadline, pollMs: run.pollMs, ...(opts.signal ? {signal: opts.signal} : {}), onProgress: (p) => report.progress(p)})
-        callsAtStart = w.callsAtStart
-        if (w.outcome === 'idle') {
-          callsLeft = 0
-          report.done(`${w.callsAtStart} ${w.callsAtStart === 1 ? 'call' : 'calls'} ended in ${formatMs(w.waitedMs)}`)
+          since = stored.since
+          mark = 'draining'
+          report.done()
           break
         }
-        if (w.outcome === 'stopped') {
-          callsLeft = 0
-          asterisk = 'stopped'
-          report.done('Asterisk stopped meanwhile')
+        case 'disable': {
+          const kams = run.kamailio.filter((k) => step.kamailio?.includes(k.name))
+          const changes = await setStateEverywhere(ctx, kams, node, 'd')
+          for (const c of changes) if (c.view) rotation[c.kamailio] = c.view.flags
+          const failed = changes.filter((c) => !c.ok)
+          if (failed.length > 0) {
+            const rollback = await rollBackDrain(run, node, f, changes, mark !== (f.mark?.state ?? null), {
+              setMark,
+              clearMark,
+            })
+            for (const [k, v] of Object.entries(rollback.rotation)) rotation[k] = v
+            mark = rollback.mark
+            const msg = `could not take ${node.name} out of rotation on ${failed.map((c) => c.kamailio).join(', ')}: ${failed.map((c) => c.error?.message ?? '').join('; ')}; ${rollback.message}`
+            report.fail(msg)
+            report.skipRest(step.kind, 'stopped: a box half out of rotation is worse than none')
+            return result('failed', msg, {
+              error: {
+                kind: failed[0]?.error?.kind ?? 'set-state-failed',
+                message: msg,
+                suggestions: [
+                  `${ctx.bin ?? 'hactl'} status ${node.name}`,
+                  `then again: ${ctx.bin ?? 'hactl'} node drain ${node.name}`,
+                ],
+              },
+            })
+          }
+          report.done(changes.map((c) => `${c.kamailio} ${c.view?.flags ?? '?'}`).join(', '))
           break
         }
-        if (w.outcome === 'shutdown-pending') {
-          // Someone else asked Asterisk to stop: it refuses to count now; wait for it to exit.
-          asterisk = 'shutdown-pending'
+        case 'wait-calls': {
+          deadline = Date.now() + opts.timeoutMs
+          const w = await waitForCallsToEnd(ctx, node, {
+            deadline,
+            pollMs: run.pollMs,
+            ...(opts.signal ? {signal: opts.signal} : {}),
+            onProgress: (p) => report.progress(p),
+          })
+          callsAtStart = w.callsAtStart
+          if (w.outcome === 'idle') {
+            callsLeft = 0
+            report.done(
+              `${w.callsAtStart} ${w.callsAtStart === 1 ? 'call' : 'calls'} ended in ${formatMs(w.waitedMs)}`,
+            )
+            break
+          }
+          if (w.outcome === 'stopped') {
+            callsLeft = 0
+            asterisk = 'stopped'
+            report.done('Asterisk stopped meanwhile')
+            break
+          }
+          if (w.outcome === 'shutdown-pending') {
+            // Someone else asked Asterisk to stop: it refuses to count now; wait for it to exit.
+            asterisk = 'shutdown-pending'
+            callsLeft = w.callsLeft
+            report.done('a shutdown was started meanwhile')
+            const s = await waitForAsteriskExit(ctx, node, {
+              deadline,
+              pollMs: run.pollMs,
+              ...(opts.signal ? {signal: opts.signal} : {}),
+            })
+            const handled = await afterStop(s, 'wait-calls')
+            if (handled) return handled
+            break
+          }
           callsLeft = w.callsLeft
-          report.done('a shutdown was started meanwhile')
-          const s = await waitForAsteriskExit(ctx, node, {deadline, pollMs: run.pollMs, ...(opts.signal ? {signal: opts.signal} : {})})
-          const handled = await afterStop(s, 'wait-calls')
+          const what = `${w.callsLeft} ${w.callsLeft === 1 ? 'call' : 'calls'} left${w.callsLeft === 0 && w.channelsLeft > 0 ? ` (${w.channelsLeft} channels)` : ''}`
+          if (w.outcome === 'timeout' && opts.force) return forceStop(step.kind, what)
+          return stopped(step.kind, w.outcome, what)
+        }
+        case 'wait-exit': {
+          deadline = Date.now() + opts.timeoutMs
+          const s = await waitForAsteriskExit(ctx, node, {
+            deadline,
+            pollMs: run.pollMs,
+            ...(opts.signal ? {signal: opts.signal} : {}),
+            onProgress: (p) => report.progress(p),
+          })
+          const handled = await afterStop(s, step.kind)
           if (handled) return handled
           break
         }
-        callsLeft = w.callsLeft
-        const what = `${w.callsLeft} ${w.callsLeft === 1 ? 'call' : 'calls'} left${w.callsLeft === 0 && w.channelsLeft > 0 ? ` (${w.channelsLeft} channels)` : ''}`
-        if (w.outcome === 'timeout' && opts.force) return forceStop(step.kind, what)
-        return stopped(step.kind, w.outcome, what)
-      }
-      case 'wait-exit': {
-        deadline = Date.now() + opts.timeoutMs
-        const s = await waitForAsteriskExit(ctx, node, {deadline, pollMs: run.pollMs, ...(opts.signal ? {signal: opts.signal} : {}), onProgress: (p) => report.progress(p)})
-        const handled = await afterStop(s, step.kind)
-        if (handled) return handled
-        break
-      }
-      case 'stop': {
-        if (asterisk === 'stopped') {
-          report.done('already stopped')
+        case 'stop': {
+          if (asterisk === 'stopped') {
+            report.done('already stopped')
+            break
+          }
+          if (deadline === 0) deadline = Date.now() + opts.timeoutMs
+          const s = await stopAsteriskGracefully(ctx, node, {
+            deadline,
+            pollMs: run.pollMs,
+            ...(opts.signal ? {signal: opts.signal} : {}),
+            onProgress: (p) => report.progress(p),
+          })
+          const handled = await afterStop(s, step.kind)
+          if (handled) return handled
           break
         }
-        if (deadline === 0) deadline = Date.now() + opts.timeoutMs
-        const s = await stopAsteriskGracefully(ctx, node, {deadline, pollMs: run.pollMs, ...(opts.signal ? {signal: opts.signal} : {}), onProgress: (p) => report.progress(p)})
-        const handled = await afterStop(s, step.kind)
-        if (handled) return handled
-        break
+        case 'mark-drained': {
+          await setMark(etcd, prefix, {
+            node: node.name,
+            state: 'drained',
+            ...(opts.reason === undefined
+              ? f.mark?.reason
+                ? {reason: f.mark.reason}
+                : {}
+              : {reason: opts.reason}),
+            command: run.command,
+            ...(since ? {since} : {}),
+          })
+          mark = 'drained'
+          report.done()
+          break
+        }
+        default:
+          throw new Error(`drain: unexpected step ${step.kind}`)
       }
-      case 'mark-drained': {
-        await setMark(etcd, prefix, {
-          node: node.name,
-          state: 'drained',
-          ...(opts.reason === undefined ? (f.mark?.reason ? {reason: f.mark.reason} : {}) : {reason: opts.reason}),
-          command: run.command,
-          ...(since ? {since} : {}),
-        })
-        mark = 'drained'
-        report.done()
-        break
-      }
-      default:
-        throw new Error(`drain: unexpected step ${step.kind}`)
     }
+  } catch (error) {
+    return crashed(error)
   }
   // Unknown when a pending shutdown kept Asterisk from counting them.
   const ended = callsAtStart === undefined ? undefined : callsAtStart - (callsCut ?? 0)
@@ -834,7 +1069,10 @@ async function applyDrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts, 
     }
     asterisk = s.asterisk.state
     if (s.asterisk.state === 'running') callsLeft = s.asterisk.activeCalls
-    const what = s.asterisk.state === 'running' ? `${s.asterisk.activeCalls} ${s.asterisk.activeCalls === 1 ? 'call' : 'calls'} left` : `Asterisk ${s.asterisk.state}, unit ${s.unit}`
+    const what =
+      s.asterisk.state === 'running'
+        ? `${s.asterisk.activeCalls} ${s.asterisk.activeCalls === 1 ? 'call' : 'calls'} left`
+        : `Asterisk ${s.asterisk.state}, unit ${s.unit}`
     if (s.outcome === 'timeout' && opts.force) return forceStop(step, what)
     return stopped(step, s.outcome, what)
   }
@@ -843,20 +1081,36 @@ async function applyDrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts, 
   async function forceStop(current: StepKind, what: string): Promise<NodeRunResult> {
     callsCut = callsLeft
     callsLeft = 0
-    const s = await stopAsteriskNow(ctx, node, {deadline: Date.now() + Math.max(30_000, ctx.config.ssh.commandTimeout), pollMs: run.pollMs})
+    const s = await stopAsteriskNow(ctx, node, {
+      deadline: Date.now() + Math.max(30_000, ctx.config.ssh.commandTimeout),
+      pollMs: run.pollMs,
+    })
     if (s.outcome !== 'stopped') {
       asterisk = s.asterisk.state
       const msg = `--force: core stop now did not stop Asterisk on ${node.name} (unit ${s.unit}); it stays out of rotation, marked draining`
       report.fail(msg)
       report.skipRest(undefined, 'stopped')
-      return result('failed', msg, {error: {kind: 'stop-failed', message: msg, suggestions: [`${ctx.bin ?? 'hactl'} exec ${node.name} -- systemctl status ${ctx.config.asterisk.service}`]}})
+      return result('failed', msg, {
+        error: {
+          kind: 'stop-failed',
+          message: msg,
+          suggestions: [
+            `${ctx.bin ?? 'hactl'} exec ${node.name} -- systemctl status ${ctx.config.asterisk.service}`,
+          ],
+        },
+      })
     }
     asterisk = 'stopped'
     report.done(`timed out with ${what}: ended them (core stop now, --force)`)
     // The steps that would have waited or stopped have nothing left to do.
     const after = steps.slice(steps.findIndex((s2) => s2.kind === current) + 1)
     for (const later of after.filter((s2) => s2.kind !== 'mark-drained')) {
-      run.hooks.onEvent?.({type: 'skip', node: node.name, step: later.kind, detail: 'Asterisk stopped by --force'})
+      run.hooks.onEvent?.({
+        type: 'skip',
+        node: node.name,
+        step: later.kind,
+        detail: 'Asterisk stopped by --force',
+      })
     }
     return finishForced()
   }
@@ -867,14 +1121,21 @@ async function applyDrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts, 
       await setMark(etcd, prefix, {
         node: node.name,
         state: 'drained',
-        ...(opts.reason === undefined ? (f.mark?.reason ? {reason: f.mark.reason} : {}) : {reason: opts.reason}),
+        ...(opts.reason === undefined
+          ? f.mark?.reason
+            ? {reason: f.mark.reason}
+            : {}
+          : {reason: opts.reason}),
         command: run.command,
         ...(since ? {since} : {}),
       })
       mark = 'drained'
       report.done()
     }
-    return result('drained', `drained in ${formatMs(Date.now() - started)}; ${callsCut ?? 0} ${callsCut === 1 ? 'call' : 'calls'} ended by --force (core stop now)`)
+    return result(
+      'drained',
+      `drained in ${formatMs(Date.now() - started)}; ${callsCut ?? 0} ${callsCut === 1 ? 'call' : 'calls'} ended by --force (core stop now)`,
+    )
   }
 }
 
@@ -888,7 +1149,10 @@ async function rollBackDrain(
   f: DrainNodeFacts,
   changes: RotationChange[],
   markChanged: boolean,
-  etcdOps: {setMark: typeof import('../etcd/maintenance.js').setMark; clearMark: typeof import('../etcd/maintenance.js').clearMark},
+  etcdOps: {
+    setMark: typeof import('../etcd/maintenance.js').setMark
+    clearMark: typeof import('../etcd/maintenance.js').clearMark
+  },
 ): Promise<{rotation: Record<string, string | null>; mark: 'draining' | 'drained' | null; message: string}> {
   const rotation: Record<string, string | null> = {}
   const problems: string[] = []
@@ -924,11 +1188,19 @@ async function rollBackDrain(
   return {
     rotation,
     mark,
-    message: problems.length === 0 ? 'rolled back: the other Kamailio hosts and the mark are as they were' : `rollback incomplete: ${problems.join('; ')}`,
+    message:
+      problems.length === 0
+        ? 'rolled back: the other Kamailio hosts and the mark are as they were'
+        : `rollback incomplete: ${problems.join('; ')}`,
   }
 }
 
-async function applyUndrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts, steps: PlanStep[]): Promise<NodeRunResult> {
+async function applyUndrain(
+  run: RunState,
+  node: ResolvedNode,
+  f: DrainNodeFacts,
+  steps: PlanStep[],
+): Promise<NodeRunResult> {
   const {ctx, opts, etcd, prefix} = run
   const {clearMark} = await import('../etcd/maintenance.js')
   const started = Date.now()
@@ -936,7 +1208,11 @@ async function applyUndrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts
   const rotation = rotationOf(f.dispatcher)
   let asterisk: AsteriskState['state'] = f.asterisk.state
   let mark: NodeRunResult['mark'] = f.mark?.state ?? null
-  const result = (outcome: NodeOutcome, message: string, extra: Partial<NodeRunResult> = {}): NodeRunResult => ({
+  const result = (
+    outcome: NodeOutcome,
+    message: string,
+    extra: Partial<NodeRunResult> = {},
+  ): NodeRunResult => ({
     node: node.name,
     outcome,
     message,
@@ -951,61 +1227,87 @@ async function applyUndrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts
     report.skipRest(step, 'stopped')
     return result('failed', msg, {error: {kind, message: msg, suggestions}})
   }
-  for (const step of steps) {
-    report.start(step.kind)
-    switch (step.kind) {
-      case 'start': {
-        const s = await startAsterisk(ctx, node, {deadline: Date.now() + opts.timeoutMs, pollMs: run.pollMs, ...(opts.signal ? {signal: opts.signal} : {})})
-        if (s.outcome !== 'started') {
-          asterisk = s.asterisk.state
-          const msg = `Asterisk on ${node.name} did not answer ${s.outcome === 'timeout' ? `within ${formatMs(opts.timeoutMs)}` : 'before the interrupt'} after systemctl start; it stays out of rotation`
-          if (s.outcome === 'interrupted') {
-            report.fail(msg)
-            report.skipRest(step.kind, 'interrupted')
-            return result('interrupted', msg)
+  const crashed = (error: unknown): NodeRunResult => {
+    const msg = `${(error as Error).message}; ${node.name} stays marked ${mark ?? 'nothing'}, Asterisk ${asterisk}`
+    report.fail(msg)
+    report.skipRest(report.step, 'stopped')
+    return result('failed', msg, {
+      error: errorInfo(error, [
+        `${ctx.bin ?? 'hactl'} status ${node.name}`,
+        `then again: ${ctx.bin ?? 'hactl'} node undrain ${node.name}`,
+      ]),
+    })
+  }
+  try {
+    for (const step of steps) {
+      report.start(step.kind)
+      switch (step.kind) {
+        case 'start': {
+          const s = await startAsterisk(ctx, node, {
+            deadline: Date.now() + opts.timeoutMs,
+            pollMs: run.pollMs,
+            ...(opts.signal ? {signal: opts.signal} : {}),
+          })
+          if (s.outcome !== 'started') {
+            asterisk = s.asterisk.state
+            const msg = `Asterisk on ${node.name} did not answer ${s.outcome === 'timeout' ? `within ${formatMs(opts.timeoutMs)}` : 'before the interrupt'} after systemctl start; it stays out of rotation`
+            if (s.outcome === 'interrupted') {
+              report.fail(msg)
+              report.skipRest(step.kind, 'interrupted')
+              return result('interrupted', msg)
+            }
+            return fail(step.kind, msg, 'timeout', [
+              `${ctx.bin ?? 'hactl'} exec ${node.name} -- systemctl status ${ctx.config.asterisk.service}`,
+            ])
           }
-          return fail(step.kind, msg, 'timeout', [`${ctx.bin ?? 'hactl'} exec ${node.name} -- systemctl status ${ctx.config.asterisk.service}`])
+          asterisk = 'running'
+          report.done(`answers after ${formatMs(s.durationMs)}`)
+          break
         }
-        asterisk = 'running'
-        report.done(`answers after ${formatMs(s.durationMs)}`)
-        break
-      }
-      case 'abort-shutdown': {
-        await abortShutdown(ctx, node)
-        const a = await probeAsterisk(ctx, node)
-        asterisk = a.state
-        if (a.state !== 'running') {
-          return fail(step.kind, `core abort shutdown did not take on ${node.name}: Asterisk is ${a.state}`, 'abort-failed', [`${ctx.bin ?? 'hactl'} status ${node.name}`])
+        case 'abort-shutdown': {
+          await abortShutdown(ctx, node)
+          const a = await probeAsterisk(ctx, node)
+          asterisk = a.state
+          if (a.state !== 'running') {
+            return fail(
+              step.kind,
+              `core abort shutdown did not take on ${node.name}: Asterisk is ${a.state}`,
+              'abort-failed',
+              [`${ctx.bin ?? 'hactl'} status ${node.name}`],
+            )
+          }
+          report.done(`${a.activeCalls} ${a.activeCalls === 1 ? 'call' : 'calls'} up`)
+          break
         }
-        report.done(`${a.activeCalls} ${a.activeCalls === 1 ? 'call' : 'calls'} up`)
-        break
-      }
-      case 'enable': {
-        const kams = run.kamailio.filter((k) => step.kamailio?.includes(k.name))
-        const changes = await setStateEverywhere(ctx, kams, node, 'ap')
-        for (const c of changes) if (c.view) rotation[c.kamailio] = c.view.flags
-        const failed = changes.filter((c) => !c.ok)
-        if (failed.length > 0) {
-          // The mark stays: the box is not fully back, and `hactl status` must keep saying so.
-          return fail(
-            step.kind,
-            `could not put ${node.name} back in rotation on ${failed.map((c) => c.kamailio).join(', ')}: ${failed.map((c) => c.error?.message ?? '').join('; ')}`,
-            failed[0]?.error?.kind ?? 'set-state-failed',
-            [`run again: ${ctx.bin ?? 'hactl'} node undrain ${node.name}`],
-          )
+        case 'enable': {
+          const kams = run.kamailio.filter((k) => step.kamailio?.includes(k.name))
+          const changes = await setStateEverywhere(ctx, kams, node, 'ap')
+          for (const c of changes) if (c.view) rotation[c.kamailio] = c.view.flags
+          const failed = changes.filter((c) => !c.ok)
+          if (failed.length > 0) {
+            // The mark stays: the box is not fully back, and `hactl status` must keep saying so.
+            return fail(
+              step.kind,
+              `could not put ${node.name} back in rotation on ${failed.map((c) => c.kamailio).join(', ')}: ${failed.map((c) => c.error?.message ?? '').join('; ')}`,
+              failed[0]?.error?.kind ?? 'set-state-failed',
+              [`run again: ${ctx.bin ?? 'hactl'} node undrain ${node.name}`],
+            )
+          }
+          report.done(changes.map((c) => `${c.kamailio} ${c.view?.flags ?? '?'}`).join(', '))
+          break
         }
-        report.done(changes.map((c) => `${c.kamailio} ${c.view?.flags ?? '?'}`).join(', '))
-        break
+        case 'clear-mark': {
+          await clearMark(etcd, prefix, node.name)
+          mark = null
+          report.done()
+          break
+        }
+        default:
+          throw new Error(`undrain: unexpected step ${step.kind}`)
       }
-      case 'clear-mark': {
-        await clearMark(etcd, prefix, node.name)
-        mark = null
-        report.done()
-        break
-      }
-      default:
-        throw new Error(`undrain: unexpected step ${step.kind}`)
     }
+  } catch (error) {
+    return crashed(error)
   }
   return result('undrained', `back in service in ${formatMs(Date.now() - started)}`)
 }
@@ -1014,27 +1316,52 @@ async function applyUndrain(run: RunState, node: ResolvedNode, f: DrainNodeFacts
 // Lock and history
 
 /** One drain or undrain at a time in the whole cluster: two operators draining the last two boxes must not both pass the guard. */
-async function takeLock(ctx: DrainContext, etcd: EtcdHandle, command: string, waitMs: number, hooks: DrainHooks): Promise<{release(): Promise<void>}> {
+async function takeLock(
+  ctx: DrainContext,
+  etcd: EtcdHandle,
+  command: string,
+  waitMs: number,
+  hooks: DrainHooks,
+): Promise<{release(): Promise<void>}> {
   const {acquireClusterLock, describeHolder, lockHolder} = await import('../etcd/lock.js')
   return acquireClusterLock(etcd, {
     key: ctx.config.etcd.prefixes.lock,
     holder: lockHolder(command),
     waitMs,
-    onWait: (holder, raw) => hooks.onWarning?.(`waiting up to ${formatMs(waitMs)} for the cluster lock: ${describeHolder(holder, raw)}`),
+    onWait: (holder, raw) =>
+      hooks.onWarning?.(
+        `waiting up to ${formatMs(waitMs)} for the cluster lock: ${describeHolder(holder, raw)}`,
+      ),
     onLost: (e) => hooks.onWarning?.(`lost the cluster lock (${e.message}); another run may start meanwhile`),
   })
 }
 
-async function recordHistory(run: RunState, plan: DrainRunPlan, result: DrainRunResult, started: number): Promise<void> {
+async function recordHistory(
+  run: RunState,
+  plan: DrainRunPlan,
+  result: DrainRunResult,
+  started: number,
+): Promise<void> {
   const {appendHistory, startHistoryEntry, finishHistoryEntry} = await import('../history.js')
   const entry = finishHistoryEntry(
-    startHistoryEntry({cluster: run.ctx.config.cluster, argv: run.ctx.argv ?? ['node', plan.operation, ...plan.nodes.map((n) => n.node)], plan: planLines(plan), at: new Date(started)}),
+    startHistoryEntry({
+      cluster: run.ctx.config.cluster,
+      argv: run.ctx.argv ?? ['node', plan.operation, ...plan.nodes.map((n) => n.node)],
+      plan: planLines(plan),
+      at: new Date(started),
+    }),
     {
       exitCode: result.exitCode,
-      results: result.nodes.map((n) => ({node: n.node, ok: n.outcome !== 'failed' && n.outcome !== 'timeout' && n.outcome !== 'interrupted', detail: n.message})),
+      results: result.nodes.map((n) => ({
+        node: n.node,
+        ok: n.outcome !== 'failed' && n.outcome !== 'timeout' && n.outcome !== 'interrupted',
+        detail: n.message,
+      })),
     },
   )
-  const r = await appendHistory(entry, {etcd: {handle: run.etcd, prefix: run.ctx.config.etcd.prefixes.history}})
+  const r = await appendHistory(entry, {
+    etcd: {handle: run.etcd, prefix: run.ctx.config.etcd.prefixes.history},
+  })
   if (r.fileError) run.hooks.onWarning?.(`history not written to ${r.file}: ${r.fileError}`)
   if (r.etcd && 'error' in r.etcd) run.hooks.onWarning?.(`history not written to etcd: ${r.etcd.error}`)
 }

@@ -12,7 +12,7 @@ import type {EtcdHandle} from '../etcd/client.js'
 import type {EtcdClusterHealth} from '../etcd/health.js'
 import {ExitCode, formatMs, HactlError, HostError, UserError} from '../errors.js'
 import type {SshPool, SshPoolOptions} from '../ssh/pool.js'
-import {sh, shellQuote} from '../ssh/quote.js'
+import {sh} from '../ssh/quote.js'
 import {hostRequirements, probeHostFacts, type HostFacts, type HostFactsRequest, type Requirement} from './host-facts.js'
 import {
   agentFiles,
@@ -1011,34 +1011,39 @@ async function applyAdd(s: ApplyState): Promise<void> {
         const kams = config.nodes.filter((n) => n.roles.includes('kamailio'))
         const setId = config.kamailio.setId
         const views = await readKamailioViews(config, pool, kams, sip.ip, config.asterisk.sipPort)
-        const done: string[] = []
-        for (const k of kams) {
-          const view = views.find((x) => x.node === k.name)
-          if (!view?.ok) throw new HactlError(`${k.name} does not answer: ${view?.error ?? 'unknown error'}`)
-          if (!view.inFile) {
-            update(`${k.name}: writing ${config.kamailio.listFile}`)
-            const before = view.fileText
-            const after = appendListLine(before, destinationLine(setId, sip.uri, node.weight))
-            await writeListFile(config, pool, k, after)
-            undo.push(`remove ${sip.uri} from ${k.name}:${config.kamailio.listFile}`, async () => {
-              const now = (await readKamailioViews(config, pool, [k], sip.ip, config.asterisk.sipPort))[0]
-              if (!now?.ok) throw new HactlError(`${k.name} does not answer`)
-              if (!now.inFile) return
-              await writeListFile(config, pool, k, now.fileText === after ? before : removeListDestination(now.fileText, setId, sip.ip, config.asterisk.sipPort, parseSipUri).text)
-            })
-          }
-          if (!view.runtime) {
-            update(`${k.name}: kamcmd dispatcher.add`)
-            // Added inactive and probing: it turns active only once Asterisk answers OPTIONS.
-            await kamcmdRetrying(config, pool, k, ['dispatcher.add', setId, sip.uri, 9, 0, ...(node.weight === undefined ? [] : [`weight=${node.weight}`])])
-            undo.push(`remove ${sip.uri} from ${k.name}'s runtime list`, async () => {
-              const now = (await readKamailioViews(config, pool, [k], sip.ip, config.asterisk.sipPort))[0]
-              if (now?.ok && !now.runtime) return
-              await kamcmdRetrying(config, pool, k, ['dispatcher.remove', setId, sip.uri])
-            })
-          }
-          done.push(k.name)
-        }
+        // Every Kamailio at once; each change pushes its own undo as soon as it is made.
+        const outcomes = await Promise.allSettled(
+          kams.map(async (k) => {
+            const view = views.find((x) => x.node === k.name)
+            if (!view?.ok) throw new HactlError(`${k.name} does not answer: ${view?.error ?? 'unknown error'}`)
+            if (!view.inFile) {
+              update(`${k.name}: writing ${config.kamailio.listFile}`)
+              const before = view.fileText
+              const after = appendListLine(before, destinationLine(setId, sip.uri, node.weight))
+              await writeListFile(config, pool, k, after)
+              undo.push(`remove ${sip.uri} from ${k.name}:${config.kamailio.listFile}`, async () => {
+                const now = (await readKamailioViews(config, pool, [k], sip.ip, config.asterisk.sipPort))[0]
+                if (!now?.ok) throw new HactlError(`${k.name} does not answer`)
+                if (!now.inFile) return
+                await writeListFile(config, pool, k, now.fileText === after ? before : removeListDestination(now.fileText, setId, sip.ip, config.asterisk.sipPort, parseSipUri).text)
+              })
+            }
+            if (!view.runtime) {
+              update(`${k.name}: kamcmd dispatcher.add`)
+              // Added inactive and probing: it turns active only once Asterisk answers OPTIONS.
+              await kamcmdRetrying(config, pool, k, ['dispatcher.add', setId, sip.uri, 9, 0, ...(node.weight === undefined ? [] : [`weight=${node.weight}`])])
+              undo.push(`remove ${sip.uri} from ${k.name}'s runtime list`, async () => {
+                const now = (await readKamailioViews(config, pool, [k], sip.ip, config.asterisk.sipPort))[0]
+                if (now?.ok && !now.runtime) return
+                await kamcmdRetrying(config, pool, k, ['dispatcher.remove', setId, sip.uri])
+              })
+            }
+            return k.name
+          }),
+        )
+        const failed = outcomes.flatMap((o) => (o.status === 'rejected' ? [firstLine(o.reason)] : []))
+        if (failed.length > 0) throw new HactlError(failed.join('; '))
+        const done = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []))
         return done.join(', ')
       })
       await runner.run('wait-active', async (update) => {

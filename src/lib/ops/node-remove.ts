@@ -234,11 +234,9 @@ export function planNodeRemove(f: NodeRemoveFacts, opts: {force?: boolean; bin?:
     }
     if (reachable) steps.push({id: 'asterisk-stop', title: `stop and disable Asterisk on ${n.name}`})
   }
-  if (f.registration || f.mark) {
-    steps.push({
-      id: 'registration',
-      title: `delete ${[f.registration ? 'the registration' : '', f.mark ? `the ${f.mark.state} mark` : ''].filter(Boolean).join(' and ')} of ${n.name} in etcd`,
-    })
+  // The drain leaves a mark, and an agent's revoke may not come through: clean up both.
+  if (f.registration || f.mark || (n.roles.includes('asterisk') && f.etcd !== undefined)) {
+    steps.push({id: 'registration', title: `delete what is left of ${n.name} in etcd (registration, maintenance mark)`})
   }
   const sip = f.sipIp ? {ip: f.sipIp, uri: `sip:${f.sipIp.includes(':') ? `[${f.sipIp}]` : f.sipIp}:${f.sipPort}`} : undefined
   const listed = f.kamailio.filter((k) => k.ok && (k.inFile || k.runtime))
@@ -455,23 +453,27 @@ export async function removeNodeFromCluster(ctx: NodeRemoveContext, req: NodeRem
           const kams = config.nodes.filter((n) => n.roles.includes('kamailio'))
           const setId = config.kamailio.setId
           const views = await readKamailioViews(config, pool, kams, sip.ip, config.asterisk.sipPort)
-          const done: string[] = []
-          for (const k of kams) {
-            const v = views.find((x) => x.node === k.name)
-            if (!v?.ok) {
-              if (req.force) continue
-              throw new HactlError(`${k.name} does not answer: ${v?.error ?? 'unknown error'}`)
-            }
-            if (v.inFile) {
-              update(`${k.name}: writing ${config.kamailio.listFile}`)
-              await writeListFile(config, pool, k, removeListDestination(v.fileText, setId, sip.ip, config.asterisk.sipPort, parseSipUri).text)
-            }
-            if (v.runtime) {
-              update(`${k.name}: kamcmd dispatcher.remove`)
-              await kamcmdRetrying(config, pool, k, ['dispatcher.remove', setId, sip.uri])
-            }
-            done.push(k.name)
-          }
+          const outcomes = await Promise.allSettled(
+            kams.map(async (k) => {
+              const v = views.find((x) => x.node === k.name)
+              if (!v?.ok) {
+                if (req.force) return undefined
+                throw new HactlError(`${k.name} does not answer: ${v?.error ?? 'unknown error'}`)
+              }
+              if (v.inFile) {
+                update(`${k.name}: writing ${config.kamailio.listFile}`)
+                await writeListFile(config, pool, k, removeListDestination(v.fileText, setId, sip.ip, config.asterisk.sipPort, parseSipUri).text)
+              }
+              if (v.runtime) {
+                update(`${k.name}: kamcmd dispatcher.remove`)
+                await kamcmdRetrying(config, pool, k, ['dispatcher.remove', setId, sip.uri])
+              }
+              return k.name
+            }),
+          )
+          const failed = outcomes.flatMap((o) => (o.status === 'rejected' ? [firstLine(o.reason)] : []))
+          if (failed.length > 0) throw new HactlError(failed.join('; '))
+          const done = outcomes.flatMap((o) => (o.status === 'fulfilled' && o.value ? [o.value] : []))
           const after = await readKamailioViews(config, pool, kams, sip.ip, config.asterisk.sipPort)
           const still = after.filter((x) => x.ok && (x.inFile || x.runtime))
           if (still.length > 0) throw new HactlError(`${sip.uri} is still listed on ${still.map((x) => x.node).join(', ')}`)
