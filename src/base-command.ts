@@ -111,11 +111,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const oclifExit = err.oclif?.exit
     if (oclifExit !== undefined && !(err instanceof HactlError)) {
       if (oclifExit === 0) throw err
-      const message = firstLine(err.message)
+      const message = usageMessage(err.message)
+      const id = (this.id ?? '').replaceAll(':', ' ')
+      const hint = `${this.config.bin}${id ? ` ${id}` : ''} --help`
       if (this.jsonEnabled()) {
-        this.logJson({error: {kind: 'usage', message, exitCode: ExitCode.usage}})
+        this.logJson({error: {kind: 'usage', message, suggestions: [hint], exitCode: ExitCode.usage}})
       } else {
-        process.stderr.write(`Error: ${message}\nTry: ${this.config.bin} ${this.id ?? ''} --help\n`.replace(/ +--help/, ' --help'))
+        process.stderr.write(`Error: ${message}\nHint: ${hint}\n`)
       }
       process.exitCode = ExitCode.usage
       return
@@ -157,6 +159,28 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (this.poolInstance) await this.poolInstance.close()
     return super.finally(err)
   }
+}
+
+/**
+ * oclif's parse errors are several lines ("The following errors occurred:" then one line per
+ * problem, "See more help with --help"): keep the problems, on one line.
+ */
+export function usageMessage(raw: string): string {
+  const lines = raw
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !/^The following errors occurred:?$/.test(l) && !/^See more help with/.test(l))
+  const missing = lines.findIndex((l) => /^Missing \d+ required args?:?$/.test(l))
+  if (missing !== -1) {
+    // The lines after it are "NAME  description": name the args only.
+    const names = lines
+      .slice(missing + 1)
+      .filter((l) => /^\S+(\s{2,}|$)/.test(l))
+      .map((l) => l.split(/\s+/)[0])
+    return `${lines[missing]!.replace(/:?$/, ':')} ${names.join(', ')}`
+  }
+  const details = lines.map((l) => l.replace(/^[-•] /, ''))
+  return (details.length > 0 ? details.join('; ') : raw.trim()).replace(/\s+/g, ' ').slice(0, 500)
 }
 
 function firstLine(s: string): string {
