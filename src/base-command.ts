@@ -111,7 +111,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const oclifExit = err.oclif?.exit
     if (oclifExit !== undefined && !(err instanceof HactlError)) {
       if (oclifExit === 0) throw err
-      const message = usageMessage(err.message)
+      const message = usageMessage(err.message, Object.keys(this.ctor.args ?? {}))
       const id = (this.id ?? '').replaceAll(':', ' ')
       const hint = `${this.config.bin}${id ? ` ${id}` : ''} --help`
       if (this.jsonEnabled()) {
@@ -165,7 +165,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
  * oclif's parse errors are several lines ("The following errors occurred:" then one line per
  * problem, "See more help with --help"): keep the problems, on one line.
  */
-export function usageMessage(raw: string): string {
+export function usageMessage(raw: string, argNames: string[] = []): string {
   const lines = raw
     .split('\n')
     .map((l) => l.trim())
@@ -175,8 +175,8 @@ export function usageMessage(raw: string): string {
     // The lines after it are "NAME  description": name the args only.
     const names = lines
       .slice(missing + 1)
-      .filter((l) => /^\S+(\s{2,}|$)/.test(l))
-      .map((l) => l.split(/\s+/)[0])
+      .map((l) => l.split(/\s+/)[0] ?? '')
+      .filter((name) => argNames.length === 0 || argNames.includes(name))
     return `${lines[missing]!.replace(/:?$/, ':')} ${names.join(', ')}`
   }
   const details = lines.map((l) => l.replace(/^[-•] /, ''))
