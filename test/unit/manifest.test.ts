@@ -44,3 +44,12 @@ test('oclif.manifest.json lists every built command with its current flags and a
     assert.deepEqual(Object.keys(manifest.commands[id]!.args).sort(), Object.keys(cls.args ?? {}).sort(), `args of "${id}" are stale`)
   }
 })
+
+test('README.md documents every command (regenerate with: npm run readme)', () => {
+  const manifest = JSON.parse(readFileSync(path.join(repo, 'oclif.manifest.json'), 'utf8')) as {commands: Record<string, unknown>}
+  const readme = readFileSync(path.join(repo, 'README.md'), 'utf8')
+  const missing = Object.keys(manifest.commands)
+    .map((id) => `hactl ${id.replaceAll(':', ' ')}`)
+    .filter((usage) => !readme.includes(`## \`${usage}`))
+  assert.deepEqual(missing, [], `README.md lacks these commands: run npm run readme`)
+})
