@@ -18,7 +18,7 @@ echo "== installing the lab's Debian packages" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
-  openssh-server openssh-client etcd-server etcd-client kamailio iproute2 procps util-linux ca-certificates
+  openssh-server openssh-client etcd-server etcd-client kamailio iproute2 procps util-linux
 
 if ! command -v node >/dev/null 2>&1; then
   echo "hactl needs Node.js >= 20.17 (Debian 12's own nodejs is 18): install Node 20, then run this again" >&2

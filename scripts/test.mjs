@@ -9,7 +9,7 @@
 // HACTL_TEST_CONFIG (and HACTL_TEST_LAB names it), and it is always removed afterwards, also when
 // a test fails or the run is interrupted. Tests that change the lab put it back.
 import {spawn} from 'node:child_process'
-import {existsSync, readdirSync, statSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -18,8 +18,27 @@ const args = process.argv.slice(2)
 const suites = args[0] === 'unit' || args[0] === 'integration' ? [args.shift()] : ['unit', 'integration']
 const filters = args
 
-/** Keep in step with TEST_LAB in test/helpers/lab.ts. */
-const TEST_LAB = {name: 'hactltest', subnet: '10.78.0.0/24', asterisk: 4, kamailio: 2, etcd: 3, spare: 1}
+/** Keep in step with TEST_LAB in test/helpers/lab.ts. Two runs on one machine need different names and subnets. */
+const TEST_LAB = {
+  name: process.env.HACTL_TEST_LAB_NAME ?? 'hactltest',
+  subnet: process.env.HACTL_TEST_LAB_SUBNET ?? '10.78.0.0/24',
+  asterisk: 4,
+  kamailio: 2,
+  etcd: 3,
+  spare: 1,
+}
+const ownerFile = `/var/lib/hactl-lab/${TEST_LAB.name}/test-run.pid`
+
+/** The pid of another test run that still uses the test lab, if any. */
+function otherOwner() {
+  try {
+    const pid = Number(readFileSync(ownerFile, 'utf8').trim())
+    if (pid === process.pid || !Number.isInteger(pid)) return undefined
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('scripts/test.mjs') ? pid : undefined
+  } catch {
+    return undefined
+  }
+}
 
 function find(dir) {
   let out = []
@@ -91,6 +110,15 @@ async function main() {
       )
       return 1
     }
+    const owner = otherOwner()
+    if (owner) {
+      console.error(
+        `another test run (pid ${owner}) is using the test lab ${TEST_LAB.name}; wait for it to finish,`,
+      )
+      console.error('or run beside it with HACTL_TEST_LAB_NAME=NAME HACTL_TEST_LAB_SUBNET=10.NN.0.0/24')
+      ownsLab = false
+      return 1
+    }
     // A lab left by a run that was killed hard would make `lab up` refuse: remove it first.
     await hactl(['lab', 'down', '--name', TEST_LAB.name])
     const up = await hactl(
@@ -117,6 +145,7 @@ async function main() {
       console.error(`could not bring the test lab up (exit ${up.code}); see the messages above`)
       return 1
     }
+    writeFileSync(ownerFile, `${process.pid}\n`)
     env.HACTL_TEST_CONFIG = m[1]
     env.HACTL_TEST_LAB = TEST_LAB.name
     console.error(`test lab ${TEST_LAB.name} is up: HACTL_TEST_CONFIG=${m[1]}`)
@@ -138,10 +167,11 @@ async function main() {
 }
 
 let status = 1
+let ownsLab = true
 try {
   status = await main()
 } finally {
-  if (needsLab && (typeof process.getuid !== 'function' || process.getuid() === 0)) {
+  if (needsLab && ownsLab && (typeof process.getuid !== 'function' || process.getuid() === 0)) {
     const down = await hactl(['lab', 'down', '--name', TEST_LAB.name], {capture: true})
     if (down.code !== 0) {
       console.error(`could not remove the test lab: run hactl lab down --name ${TEST_LAB.name}`)

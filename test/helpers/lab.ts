@@ -26,8 +26,8 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 /** The shared test lab's parameters (scripts/test.mjs uses them too). */
 export const TEST_LAB = {
-  name: 'hactltest',
-  subnet: '10.78.0.0/24',
+  name: process.env.HACTL_TEST_LAB_NAME ?? 'hactltest',
+  subnet: process.env.HACTL_TEST_LAB_SUBNET ?? '10.78.0.0/24',
   asterisk: 4,
   kamailio: 2,
   etcd: 3,

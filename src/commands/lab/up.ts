@@ -36,8 +36,7 @@ missing packages, or the lab is already up.`
     asterisk: Flags.integer({summary: 'Number of Asterisk hosts (ast1..).', default: 4, min: 1, max: 16_000}),
     kamailio: Flags.integer({summary: 'Number of Kamailio hosts (kam1..).', default: 2, min: 0, max: 10}),
     etcd: Flags.integer({
-      summary: 'How many of the Asterisk hosts run etcd (ast1..astK).',
-      default: 3,
+      summary: 'How many of the Asterisk hosts run etcd (ast1..astK). Default: 3, or --asterisk if fewer.',
       min: 1,
     }),
     spare: Flags.integer({

@@ -898,7 +898,11 @@ async function applyAdd(s: ApplyState): Promise<void> {
         await hostPool.run(node, remoteWipeScript(wipePaths(config.etcd.dataDir, ['member']), config.etcd.dataDir))
       })
       update(`systemctl enable --now ${svc}`)
-      await hostPool.run(node, sh`systemctl enable ${svc} >/dev/null 2>&1; systemctl start ${svc}`, {timeoutMs: 120_000, timeoutName: 'the etcd start timeout (120s)'})
+      // daemon-reload first: with etcd.discovery.format env the settings may live in a drop-in.
+      await hostPool.run(node, sh`systemctl daemon-reload >/dev/null 2>&1; systemctl enable ${svc} >/dev/null 2>&1; systemctl start ${svc}`, {
+        timeoutMs: 120_000,
+        timeoutName: 'the etcd start timeout (120s)',
+      })
       return `${svc} active`
     })
     await runner.run('etcd-promote', async (update) => {
