@@ -20,11 +20,24 @@ ip link set eth0 up
 # table limit (a lab of 200 hosts would overflow it otherwise).
 ip -batch "$H/neigh"
 
+# hactl's own checkout (the lab scripts, bin/run.js for agents) must stay visible at its path even
+# when it lies under a directory the host gets privately (a clone in /tmp or /root): keep a handle
+# on it before the private mounts hide it, and bind it back over them afterwards.
+if [ -n "${HOST_REPO:-}" ]; then
+  mkdir -p "$H/repo"
+  mount --bind "$HOST_REPO" "$H/repo"
+fi
+
 # "SRC<TAB>DST" per line; DST exists (hactl lab up made placeholders where needed).
 TAB="$(printf '\t')"
 while IFS="$TAB" read -r src dst; do
   [ -n "$src" ] || continue
   mount --bind "$src" "$dst"
 done < "$H/mounts"
+
+if [ -n "${HOST_REPO:-}" ]; then
+  mkdir -p "$HOST_REPO"
+  mount --bind "$H/repo" "$HOST_REPO"
+fi
 
 exec "$HOST_NODE" "$HOST_LAB_SCRIPTS/supervisor.mjs" "$H"

@@ -255,6 +255,7 @@ export function writeHostFiles(opts: {
       `HOST_PREFIX=${plan.prefix}`,
       `HOST_NODE=${shellQuote(process.execPath)}`,
       `HOST_LAB_SCRIPTS=${shellQuote(labScriptsDir())}`,
+      `HOST_REPO=${shellQuote(path.dirname(labScriptsDir()))}`,
       '',
     ].join('\n'),
   )
