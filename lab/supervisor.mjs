@@ -486,8 +486,15 @@ function hostPids() {
 
 /** A boot starts with an empty /run, and an empty /tmp (Debian 12's tmpfiles.d does `D /tmp`). */
 function clearRun() {
+  // hactl's checkout is bound back over the host's private /tmp or /root when it lies there
+  // (host-init.sh): never descend into it.
+  const repo = path.dirname(labScripts)
   for (const dir of [RUN, '/tmp'])
-    for (const e of readdirSync(dir)) rmSync(path.join(dir, e), {recursive: true, force: true})
+    for (const e of readdirSync(dir)) {
+      const p = path.join(dir, e)
+      if (repo === p || repo.startsWith(`${p}/`)) continue
+      rmSync(p, {recursive: true, force: true})
+    }
   for (const d of ['sshd', 'asterisk', 'kamailio', 'lock', 'systemd/system'])
     mkdirSync(path.join(RUN, d), {recursive: true})
 }
