@@ -124,6 +124,8 @@ async function labUp(spec, labUpResults) {
   }
   log(`lab up ${spec.name}: ${spec.asterisk} Asterisk + ${spec.kamailio} Kamailio, ${spec.etcd} etcd (${spec.subnet})`)
   started.add(spec.name)
+  // run.sh takes down what is listed here if this process dies without doing it.
+  if (env.BENCH_STARTED_FILE) fs.appendFileSync(env.BENCH_STARTED_FILE, `${spec.name}\n`)
   const argv = hactl('lab', 'up', '--name', spec.name, '--subnet', spec.subnet, '--asterisk', String(spec.asterisk), '--kamailio', String(spec.kamailio), '--etcd', String(spec.etcd), '--json')
   const r = await measure(`lab-up-${spec.name}`, argv, hactlEnv())
   labUpResults.push({

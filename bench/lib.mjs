@@ -61,7 +61,7 @@ export async function timed(argv, {env, cwd, logFile, rssFile}) {
 export function run(argv, {env, cwd, input, timeoutMs = 600_000} = {}) {
   if (current.aborted) return Promise.reject(new AbortedError('aborted'))
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0], argv.slice(1), {stdio: ['pipe', 'pipe', 'pipe'], env, cwd})
+    const child = spawn(argv[0], argv.slice(1), {stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env, cwd})
     current.child = child
     let stdout = ''
     let stderr = ''
@@ -78,7 +78,10 @@ export function run(argv, {env, cwd, input, timeoutMs = 600_000} = {}) {
       if (current.aborted) return reject(new AbortedError('aborted'))
       resolve({code: code ?? (sig ? 128 : 1), stdout, stderr})
     })
-    child.stdin.end(input ?? '')
+    if (child.stdin) {
+      child.stdin.on('error', () => undefined) // a child that exits without reading its input
+      child.stdin.end(input)
+    }
   })
 }
 

@@ -54,9 +54,10 @@ export function renderMarkdown(res) {
   out.push('', '### Operations, side by side', '')
   out.push(
     table(
-      ['benchmark', 'hosts', 'hactl median (min–max)', 'Ansible median (min–max)', 'hactl / Ansible', 'target', 'floor', 'hactl peak RSS'],
+      ['benchmark', 'lab', 'hosts', 'hactl median (min–max)', 'Ansible median (min–max)', 'hactl / Ansible', 'target', 'floor', 'hactl peak RSS'],
       res.benchmarks.map((b) => [
         b.title,
+        b.lab,
         String(b.hosts),
         fmtStat(b.hactl),
         fmtStat(b.ansible),
@@ -67,6 +68,16 @@ export function renderMarkdown(res) {
       ]),
     ),
   )
+
+  const warm = res.benchmarks.filter((b) => b.warmupMs && b.warmupMs.ansible !== undefined)
+  if (warm.length > 0) {
+    out.push(
+      '',
+      `First runs (the untimed warm-up, with no SSH connection open yet): ${warm
+        .map((b) => `${b.id}: hactl ${fmtMs(b.warmupMs.hactl)}, Ansible ${fmtMs(b.warmupMs.ansible)}`)
+        .join('; ')}. The counted Ansible runs reuse the control masters the warm-up opened (ControlPersist).`,
+    )
+  }
 
   out.push('', '### Cold start', '')
   const c = res.cold
@@ -148,4 +159,15 @@ export function updateDoc(file, generated, template) {
   const before = text.slice(0, text.indexOf(BEGIN) + BEGIN.length)
   const after = text.slice(text.indexOf(END))
   fs.writeFileSync(file, `${before}\n${generated}\n${after}`)
+}
+
+// `node bench/report.mjs [results.json]`: render docs/benchmarks.md again from a results file
+// (default bench/results.json) without running anything, and print the table.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const path = await import('node:path')
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
+  const res = JSON.parse(fs.readFileSync(process.argv[2] ?? path.join(root, 'bench', 'results.json'), 'utf8'))
+  const doc = path.join(root, 'docs', 'benchmarks.md')
+  updateDoc(doc, renderMarkdown(res), `# Benchmarks: hactl against Ansible\n\n${BEGIN}\n${END}\n`)
+  process.stdout.write(`${renderConsole(res)}\n`)
 }

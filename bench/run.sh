@@ -13,8 +13,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
-# The labs this script may start; bench.mjs takes them down itself, this is the safety net.
-LABS=(bench bench50)
+# bench.mjs takes down the labs it started; it lists them in this file first, and if it dies
+# without doing so, the trap below takes them down.
+started_file=$(mktemp "${TMPDIR:-/tmp}/hactl-bench-labs.XXXXXX")
+export BENCH_STARTED_FILE="$started_file"
 bench_pid=
 cleanup() {
   local rc=$?
@@ -23,12 +25,13 @@ cleanup() {
     kill -TERM "$bench_pid" 2>/dev/null || true
     wait "$bench_pid" 2>/dev/null || true
   fi
-  for name in "${LABS[@]}"; do
-    if [ -e "/var/lib/hactl-lab/$name/state.json" ] && [ -e dist/commands/lab/down.js ]; then
+  while read -r name; do
+    if [ -n "$name" ] && [ -e "/var/lib/hactl-lab/$name/state.json" ]; then
       echo "== bench: taking down lab $name" >&2
       node bin/run.js lab down --name "$name" >&2 || true
     fi
-  done
+  done < <(sort -u "$started_file")
+  rm -f "$started_file"
   exit "$rc"
 }
 trap cleanup EXIT
