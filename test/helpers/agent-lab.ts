@@ -3,7 +3,7 @@
  * lab's SSH, start agents inside hosts and stop them by pid, read and restore Kamailio's lists.
  */
 import {spawn} from 'node:child_process'
-import {existsSync, readFileSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {loadConfig, type HactlConfig, type ResolvedNode} from '../../src/lib/config/load.js'
 import {parseDispatcherList, type DispatcherTarget} from '../../src/lib/facts/kamailio.js'
@@ -128,12 +128,29 @@ export function cli(lab: Lab, args: string[], opts: {timeoutMs?: number} = {}): 
 export interface Agent {
   host: string
   pid: number
+  /** The log's path inside the host. */
   log: string
+  /** The same file seen from this machine: the host's private /tmp is HOSTDIR/tmp. */
+  localLog: string
+}
+
+/** Where a lab host's private /tmp lives on this machine (hosts are found by IP in HOSTDIR/host.json). */
+function hostTmpDir(lab: Lab, ip: string): string {
+  const hostsDir = path.join(path.dirname(lab.configPath), 'hosts')
+  for (const name of readdirSync(hostsDir)) {
+    try {
+      const info = JSON.parse(readFileSync(path.join(hostsDir, name, 'host.json'), 'utf8')) as {ip?: string}
+      if (info.ip === ip) return path.join(hostsDir, name, 'tmp')
+    } catch {
+      // not a host directory
+    }
+  }
+  throw new Error(`no lab host with IP ${ip} under ${hostsDir}`)
 }
 
 /**
  * Start `hactl ARGS` inside a lab host, in the background (its own session, so the SSH session can
- * end), logging to a file in /tmp (shared with this machine). Returns its pid.
+ * end), logging to a file in the host's /tmp (read from here through HOSTDIR/tmp). Returns its pid.
  */
 export async function startAgent(lab: Lab, host: string, args: string[], label: string): Promise<Agent> {
   const log = `/tmp/hactl-test-${path.basename(path.dirname(lab.configPath))}-${label}.log`
@@ -144,7 +161,7 @@ export async function startAgent(lab: Lab, host: string, args: string[], label: 
   const r = await ssh(lab, host, cmd)
   const pid = Number(r.stdout.trim())
   if (!Number.isInteger(pid) || pid <= 1) throw new Error(`no pid from ${host}: ${r.stdout}`)
-  return {host, pid, log}
+  return {host, pid, log, localLog: path.join(hostTmpDir(lab, host), path.basename(log))}
 }
 
 export async function signalAgent(lab: Lab, agent: Agent, signal: 'TERM' | 'KILL' | 'INT'): Promise<void> {
@@ -170,7 +187,7 @@ export async function stopAgent(lab: Lab, agent: Agent): Promise<void> {
 
 export function agentLog(agent: Agent): string {
   try {
-    return readFileSync(agent.log, 'utf8')
+    return readFileSync(agent.localLog, 'utf8')
   } catch {
     return '(no log)'
   }
