@@ -158,6 +158,10 @@ async function main() {
       'tsx',
       '--test',
       '--test-concurrency=1',
+      // A test file that leaves a handle open (an etcd watch, a socket) must not hang the run, and
+      // no single test may wait forever on a stuck host: both end as failures instead.
+      '--test-force-exit',
+      '--test-timeout=600000',
       '--test-reporter=spec',
       ...files.map((f) => path.relative(root, f)),
     ],
