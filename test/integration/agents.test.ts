@@ -203,9 +203,10 @@ describe('service discovery agents on the lab', () => {
       what: 'the announce agent to exit',
     })
     assert.match(agentLog(agent), /revoked .*lease revoked/)
-    // The other boxes stayed
+    // The other boxes stayed active (a reload clears the probing bit until Kamailio's next OPTIONS
+    // round: AX, then AP)
     for (const n of steady)
-      assert.deepEqual(await flagsEverywhere(n.host), Object.fromEntries(lab.kams.map((k) => [k.name, 'AP'])))
+      assert.ok(onAll(await flagsEverywhere(n.host), (f) => f?.startsWith('A') ?? false), `${n.name} left a list`)
   })
 
   test('after SIGKILL the box stays until its lease runs out (TTL 3 s), then leaves both lists', async () => {
@@ -266,7 +267,7 @@ describe('service discovery agents on the lab', () => {
     // Then it is still disabled, and the others still active
     for (const k of lab.kams) {
       assert.match((await flagsOf(lab, k, box.host)) ?? 'absent', /^D/)
-      for (const n of steady) if (n.name !== box.name) assert.equal(await flagsOf(lab, k, n.host), 'AP')
+      for (const n of steady) if (n.name !== box.name) assert.match((await flagsOf(lab, k, n.host)) ?? 'absent', /^A/)
     }
     // When the mark is cleared, it comes back
     await clearMark(etcd, maintPrefix, box.name)
