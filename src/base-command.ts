@@ -1,7 +1,9 @@
 import {Command, Flags, Interfaces} from '@oclif/core'
 import type {HactlConfig} from './lib/config/load.js'
-import {ExitCode, HactlError, HostError} from './lib/errors.js'
+import {ExitCode, HactlError, HostError, UserError} from './lib/errors.js'
 import type {SshPool} from './lib/ssh/pool.js'
+
+const MAX_ARGUMENTS = 4096
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -48,6 +50,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   private cleanups: Array<() => Promise<void> | void> = []
 
   public override async init(): Promise<void> {
+    // oclif's parser is quadratic in the number of arguments; no real command line has thousands.
+    if (this.argv.length > MAX_ARGUMENTS) {
+      throw new UserError(`too many arguments: ${this.argv.length} (at most ${MAX_ARGUMENTS})`, [
+        'select nodes by role (asterisk, kamailio, etcd) or with all instead of naming each one',
+      ])
+    }
     await super.init()
     const {args, flags, argv} = await this.parse({
       flags: this.ctor.flags,
@@ -124,6 +132,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
     const exitCode = err instanceof HactlError ? err.exitCode : ExitCode.failure
     const suggestions = err instanceof HactlError ? err.suggestions : []
+    // A usage or config error is one line (a flag parser's error arrives wrapped in oclif's lines).
+    if (exitCode === ExitCode.usage) err.message = usageMessage(err.message)
     if (this.jsonEnabled()) {
       this.logJson({
         error: {
@@ -178,6 +188,12 @@ export function usageMessage(raw: string, argNames: string[] = []): string {
       .map((l) => l.split(/\s+/)[0] ?? '')
       .filter((name) => argNames.length === 0 || argNames.includes(name))
     return `${lines[missing]!.replace(/:?$/, ':')} ${names.join(', ')}`
+  }
+  // "Parsing --timeout" then the parser's own message: one line that still names the flag.
+  const parsing = lines.length > 1 ? /^Parsing (--\S+)$/.exec(lines[0]!) : null
+  if (parsing) {
+    lines.shift()
+    if (!lines[0]!.includes(parsing[1]!)) lines[0] = `${parsing[1]}: ${lines[0]}`
   }
   const details = lines.map((l) => l.replace(/^[-•] /, ''))
   return (details.length > 0 ? details.join('; ') : raw.trim()).replace(/\s+/g, ' ').slice(0, 500)

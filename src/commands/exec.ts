@@ -128,7 +128,7 @@ async function renderOutcome(outcome: ExecOutcome): Promise<string> {
   let out = ''
   for (const r of outcome.results) {
     const status = r.ok ? chalk.green(`exit 0`) : chalk.red(describeFailure(r))
-    out += `${chalk.bold(`=== ${r.node}`)} ${chalk.dim(`(${r.host})`)} ${status}${r.error ? '' : chalk.dim(` in ${seconds(r.durationMs)}`)}\n`
+    out += `${chalk.bold(`=== ${r.node}`)} ${chalk.dim(`(${r.host})`)} ${status}${r.ok ? chalk.dim(` in ${seconds(r.durationMs)}`) : ''}\n`
     if (r.stdout) out += r.stdout.endsWith('\n') ? r.stdout : `${r.stdout}\n`
     if (r.stderr) {
       const text = r.stderr.endsWith('\n') ? r.stderr : `${r.stderr}\n`

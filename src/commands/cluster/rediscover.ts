@@ -90,8 +90,14 @@ Exit status: 0 done; 1 failed (before step 5 nothing was changed; after it, see 
         : {discoveryService: this.flags['discovery-service']}),
       restore: this.flags.restore,
     }
-    // Usage errors (bad URL, --size, wipe paths) before anything runs anywhere.
+    // Usage errors (bad URL, --size, wipe paths, no way to confirm) before anything runs anywhere.
     const nodes = validateRediscoverInputs(config, inputs).nodes
+    if (!this.flags.yes && !this.flags['dry-run'] && !this.interactive) {
+      throw new UserError('rediscovery wipes etcd and reboots its hosts, so it needs a confirmation, and there is no terminal to ask on', [
+        `see the plan first: ${this.config.bin} cluster rediscover --dry-run`,
+        `then confirm on the command line: ${this.config.bin} cluster rediscover --yes`,
+      ])
+    }
     const view = await import('../../ui/rediscover-view.js')
     const color = this.flags.color && !process.env.NO_COLOR
     const style = await view.chalkStyle(color)

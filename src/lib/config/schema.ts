@@ -56,7 +56,7 @@ export const CLUSTER_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/
  * metacharacters or URLs.
  */
 export const HOST_RE = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]{0,252})|[0-9a-fA-F:]+)$/
-const host = z.string().regex(HOST_RE, 'expected a host name or an IP address')
+const host = z.string().max(253, 'a host name is at most 253 characters').regex(HOST_RE, 'expected a host name or an IP address')
 const port = z.number().int('expected a whole number').min(1).max(65535)
 const USER_RE = /^[a-z_][a-z0-9_.-]*\$?$/i
 const userName = z.string().regex(USER_RE, 'expected a user name such as root or core')

@@ -291,6 +291,14 @@ export function validateRediscoverInputs(config: HactlConfig, inputs: Rediscover
       [`use --size ${nodes.length} or less, or add the missing hosts with the etcd role`],
     )
   }
+  for (const [flag, value] of [['--discovery', inputs.discovery], ['--discovery-service', inputs.discoveryService]] as const) {
+    // A URL parser drops newlines and tabs silently; a URL with them is a pasting mistake at best.
+    // eslint-disable-next-line no-control-regex
+    if (value !== undefined && /[\u0000-\u001f\u007f\s]/.test(value))
+      throw new UserError(`${flag} ${JSON.stringify(value)} is not a URL: it contains white space or control characters`, [
+        `give the URL alone, e.g. ${flag} http://10.0.0.1:2379/v2/keys/discovery/TOKEN`,
+      ])
+  }
   const source = resolveDiscoverySource({
     ...(inputs.discovery === undefined ? {} : {discovery: inputs.discovery}),
     ...(inputs.discoveryService === undefined ? {} : {discoveryService: inputs.discoveryService}),
