@@ -27,13 +27,18 @@ const load = (name) => {
 const faults = load('faults')
 const badInput = load('bad-input')
 const noInjection = load('no-injection')
-const corpus = JSON.parse(readFileSync(path.join(root, 'test', 'fixtures', 'bad-input', 'cases.json'), 'utf8'))
+const corpus = JSON.parse(
+  readFileSync(path.join(root, 'test', 'fixtures', 'bad-input', 'cases.json'), 'utf8'),
+)
 
 /** Markdown table cell: one line, pipes escaped, control characters shown. */
 const md = (s, max = 200) => {
   let t = String(s ?? '')
     // eslint-disable-next-line no-control-regex
-    .replace(/[\u0000-\u001f\u007f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+    .replace(
+      /[\u0000-\u001f\u007f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+    )
     .replaceAll('|', '\\|')
   if (t.length > max) t = `${t.slice(0, max - 1)}…`
   return t
@@ -96,7 +101,16 @@ if (!faults) {
     'Where a fault does not matter to a command, the cell checks the right result instead (see "expected").',
     '',
   )
-  const ROWS = ['status', 'exec', 'node drain (target)', 'node drain (a Kamailio)', 'node undrain', 'node add', 'cluster rediscover', 'dispatcher sync']
+  const ROWS = [
+    'status',
+    'exec',
+    'node drain (target)',
+    'node drain (a Kamailio)',
+    'node undrain',
+    'node add',
+    'cluster rediscover',
+    'dispatcher sync',
+  ]
   const COLS = ['sshd-down', 'sshd-hang', 'etcd-down', 'etcd-down (all)', 'hostkey-change', 'asterisk-down']
   const order = (list, x) => (list.indexOf(x) === -1 ? list.length : list.indexOf(x))
   const matrix = cells
@@ -104,29 +118,48 @@ if (!faults) {
     .sort((a, b) => order(ROWS, a.row) - order(ROWS, b.row) || order(COLS, a.fault) - order(COLS, b.fault))
   const rows = [...new Set(matrix.map((c) => c.row))]
   const cols = [...new Set(matrix.map((c) => c.fault))].sort((a, b) => order(COLS, a) - order(COLS, b))
-  if (matrix.length === 0) p('No matrix cell in the last results (was the file run with a --test-name-pattern?).', '')
+  if (matrix.length === 0)
+    p('No matrix cell in the last results (was the file run with a --test-name-pattern?).', '')
   else p(`| command | ${cols.join(' | ')} |`, `|---|${cols.map(() => '---').join('|')}|`)
   for (const r of rows) {
     p(
       `| ${r} | ${cols
         .map((f) => {
           const c = matrix.find((x) => x.row === r && x.fault === f)
-          return c ? `${mark(c.ok)} · exit ${c.exit ?? 'killed'} · ${secs(c.durationMs)}` : 'not run'
+          return c ? `${mark(c.ok)} · exit ${c.exit ?? 'killed'} · ${secs(c.durationMs)}` : 'n/a'
         })
         .join(' | ')} |`,
     )
   }
-  p('', '### Each cell', '', '| command | fault | expected | result | message (the line naming host and fault) |', '|---|---|---|---|---|')
+  p(
+    '',
+    'n/a: the fault has no host in that row (a Kamailio runs neither etcd nor Asterisk).',
+    '',
+    '### Each cell',
+    '',
+    '| command | fault | expected | result | message (the line naming host and fault) |',
+    '|---|---|---|---|---|',
+  )
   for (const c of matrix) {
-    p(`| ${md(c.row)} | ${md(c.fault)} | ${md(c.expect, 160)} | ${mark(c.ok)}${c.ok ? '' : `: ${md(c.problems.join('; '), 300)}`} | ${code(c.line, 220)} |`)
+    p(
+      `| ${md(c.row)} | ${md(c.fault)} | ${md(c.expect, 160)} | ${mark(c.ok)}${c.ok ? '' : `: ${md(c.problems.join('; '), 300)}`} | ${code(c.line, 220)} |`,
+    )
   }
   p('')
 }
 
 // --- scenarios and signals -----------------------------------------------------------------------
 for (const [section, title, intro] of [
-  ['scenario', 'Scenarios', 'A host that reboots in the middle of a command; two mutating commands at once (the second must be refused, naming the holder and its command, and change nothing).'],
-  ['signal', 'Signals', 'SIGINT at each phase of `node drain` (sent when the progress shows the step starting; a step that ends before the signal lands is reported as the state the run was in) and of `cluster rediscover`, and SIGINT during every other mutating command: exit 130, the state of each host printed and true, the cluster lock released.'],
+  [
+    'scenario',
+    'Scenarios',
+    'A host that reboots in the middle of a command; two mutating commands at once (the second must be refused, naming the holder and its command, and change nothing).',
+  ],
+  [
+    'signal',
+    'Signals',
+    'SIGINT at each phase of `node drain` (sent when the progress shows the step starting; a step that ends before the signal lands is reported as the state the run was in) and of `cluster rediscover`, and SIGINT during every other mutating command: exit 130, the state of each host printed and true, the cluster lock released.',
+  ],
 ]) {
   p(`## ${title}`, '', intro, '')
   const xs = cells.filter((c) => c.section === section)
@@ -134,8 +167,14 @@ for (const [section, title, intro] of [
     p('Not run yet.', '')
     continue
   }
-  p('| command | situation | expected | result | exit | time | what it said |', '|---|---|---|---|---|---|---|')
-  for (const c of xs) p(`| ${md(c.row)} | ${md(c.fault)} | ${md(c.expect, 140)} | ${mark(c.ok)}${c.ok ? '' : `: ${md(c.problems.join('; '), 300)}`} | ${c.exit ?? 'killed'} | ${secs(c.durationMs)} | ${code(c.line, 200)} |`)
+  p(
+    '| command | situation | expected | result | exit | time | what it said |',
+    '|---|---|---|---|---|---|---|',
+  )
+  for (const c of xs)
+    p(
+      `| ${md(c.row)} | ${md(c.fault)} | ${md(c.expect, 140)} | ${mark(c.ok)}${c.ok ? '' : `: ${md(c.problems.join('; '), 300)}`} | ${c.exit ?? 'killed'} | ${secs(c.durationMs)} | ${code(c.line, 200)} |`,
+    )
   p('')
 }
 
@@ -152,16 +191,25 @@ p(
 )
 const byId = new Map(bad.map((r) => [r.id, r]))
 for (const group of [...new Set(corpus.cases.map((c) => c.group))]) {
-  p(`### ${group}`, '', '| case | command line | hactl.yaml | exit (want) | result | stderr |', '|---|---|---|---|---|---|')
+  p(
+    `### ${group}`,
+    '',
+    '| case | command line | hactl.yaml | exit (want) | result | stderr |',
+    '|---|---|---|---|---|---|',
+  )
   for (const c of corpus.cases.filter((x) => x.group === group)) {
     const r = byId.get(c.id)
     const want = c.exit ?? 2
     if (!r) {
-      p(`| ${c.id} | ${code(c.argv.map((a) => (typeof a === 'string' ? a : '…')).join(' '), 90)} |  | — (${want}) | not run |  |`)
+      p(
+        `| ${c.id} | ${code(c.argv.map((a) => (typeof a === 'string' ? a : '…')).join(' '), 90)} |  | — (${want}) | not run |  |`,
+      )
       continue
     }
     const result = r.ok ? 'pass' : `**FAIL**: ${md(r.problems.join('; '), 260)}`
-    p(`| ${c.id} | ${code(r.argv, 90)} | ${r.config ? code(r.config, 90) : ''} | ${r.exit ?? 'killed'} (${want}) | ${result}${r.note ? ` (${md(r.note, 120)})` : ''} | ${code(r.errorLine, 160)}${r.hints ? ` +${r.hints} hint${r.hints === 1 ? '' : 's'}` : ''} |`)
+    p(
+      `| ${c.id} | ${code(r.argv, 90)} | ${r.config ? code(r.config, 90) : ''} | ${r.exit ?? 'killed'} (${want}) | ${result}${r.note ? ` (${md(r.note, 120)})` : ''} | ${code(r.errorLine, 160)}${r.hints ? ` +${r.hints} hint${r.hints === 1 ? '' : 's'}` : ''} |`,
+    )
   }
   p('')
 }
@@ -179,14 +227,27 @@ p(
 )
 if (!noInjection) p('Not run yet.', '')
 else {
-  p(`Batches of ${noInjection.batch} values, ${noInjection.numRuns} runs per property (HACTL_PROPERTY_RUNS raises it; HACTL_PROPERTY_SEED replays one).`, '')
-  p('| property | values | refused | reached a host (as one literal argument) | seed | result |', '|---|---|---|---|---|---|')
-  for (const [name, v] of props) p(`| ${md(name)} | ${v.values} | ${v.refused} | ${v.reachedHost} | ${v.seed ?? ''} | ${v.counterexample ? `**FAIL**: ${code(v.counterexample, 120)} ${md(v.error, 200)}` : 'pass'} |`)
+  p(
+    `Batches of ${noInjection.batch} values, ${noInjection.numRuns} runs per property (HACTL_PROPERTY_RUNS raises it; HACTL_PROPERTY_SEED replays one).`,
+    '',
+  )
+  p(
+    '| property | values | refused | reached a host (as one literal argument) | seed | result |',
+    '|---|---|---|---|---|---|',
+  )
+  for (const [name, v] of props)
+    p(
+      `| ${md(name)} | ${v.values} | ${v.refused} | ${v.reachedHost} | ${v.seed ?? ''} | ${v.counterexample ? `**FAIL**: ${code(v.counterexample, 120)} ${md(v.error, 200)}` : 'pass'} |`,
+    )
   p('')
 }
 
 // --- open problems -------------------------------------------------------------------------------
-const failing = [...cells.filter((c) => !c.ok).map((c) => `${c.row} × ${c.fault}: ${c.problems.join('; ')}`), ...bad.filter((r) => !r.ok).map((r) => `bad input ${r.id}: ${r.problems.join('; ')}`), ...props.filter(([, v]) => v.counterexample).map(([n, v]) => `no-injection ${n}: ${v.counterexample}`)]
+const failing = [
+  ...cells.filter((c) => !c.ok).map((c) => `${c.row} × ${c.fault}: ${c.problems.join('; ')}`),
+  ...bad.filter((r) => !r.ok).map((r) => `bad input ${r.id}: ${r.problems.join('; ')}`),
+  ...props.filter(([, v]) => v.counterexample).map(([n, v]) => `no-injection ${n}: ${v.counterexample}`),
+]
 p('## Open problems', '')
 if (failing.length === 0) p('None: every case passed on the last run.', '')
 else {
@@ -199,7 +260,9 @@ const text = `${lines.join('\n').replace(/\n+$/, '')}\n`
 if (check) {
   const current = existsSync(out) ? readFileSync(out, 'utf8') : ''
   if (current !== text) {
-    console.error(`${path.relative(root, out)} is not what the last results give: run node scripts/reliability-report.mjs`)
+    console.error(
+      `${path.relative(root, out)} is not what the last results give: run node scripts/reliability-report.mjs`,
+    )
     process.exit(1)
   }
 } else {

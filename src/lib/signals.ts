@@ -43,7 +43,9 @@ export function watchInterrupts(opts: WatchInterruptsOptions): InterruptWatch {
   const handler = (sig: NodeJS.Signals) => {
     received.push(sig)
     if (received.length === 1) {
-      opts.write(`\n${sig === 'SIGINT' ? 'Interrupted' : `Got ${sig}`}: ${opts.firstMessage ?? 'stopping after the steps running now (Ctrl-C again to quit at once)'}...\n`)
+      opts.write(
+        `\n${sig === 'SIGINT' ? 'Interrupted' : `Got ${sig}`}: ${opts.firstMessage ?? 'stopping after the steps running now (Ctrl-C again to quit at once)'}...\n`,
+      )
       controller.abort(new InterruptedError(`interrupted (${sig})`))
       return
     }
@@ -53,7 +55,9 @@ export function watchInterrupts(opts: WatchInterruptsOptions): InterruptWatch {
     } catch (error) {
       known = [`(the state could not be described: ${(error as Error).message})`]
     }
-    opts.write(`\nQuit at once (${sig} again).${known.length > 0 ? ' Known state:' : ''}\n${known.map((l) => `  ${l}\n`).join('')}`)
+    opts.write(
+      `\nQuit at once (${sig} again).${known.length > 0 ? ' Known state:' : ''}\n${known.map((l) => `  ${l}\n`).join('')}`,
+    )
     dispose()
     opts.exit(INTERRUPTED_EXIT)
   }

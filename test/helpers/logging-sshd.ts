@@ -34,7 +34,9 @@ export interface LoggingSshd {
  * Start the server with keys for `tags` (more can be added later with keyFor, which rewrites
  * authorized_keys: sshd reads it at each login).
  */
-export async function startLoggingSshd(opts: {addresses?: number; tags?: string[]; prefix?: string} = {}): Promise<LoggingSshd> {
+export async function startLoggingSshd(
+  opts: {addresses?: number; tags?: string[]; prefix?: string} = {},
+): Promise<LoggingSshd> {
   const tmp = makeTempDir(opts.prefix ?? 'hactl-logsshd-')
   const dir = tmp.dir
   const log = path.join(dir, 'commands.log')
@@ -51,7 +53,10 @@ export async function startLoggingSshd(opts: {addresses?: number; tags?: string[
   let started = false
   const authorizedKeys = (): string =>
     [...keys]
-      .map(([tag, k]) => `command="/bin/sh ${script} ${tag}",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ${k.pub}`)
+      .map(
+        ([tag, k]) =>
+          `command="/bin/sh ${script} ${tag}",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ${k.pub}`,
+      )
       .join('\n')
   const keyFor = (tag: string): KeyPair => {
     if (!/^[A-Za-z0-9._-]+$/.test(tag)) throw new Error(`bad tag ${tag}`)
@@ -59,7 +64,8 @@ export async function startLoggingSshd(opts: {addresses?: number; tags?: string[
     if (!k) {
       k = keygen(path.join(dir, `key-${tag}`), {comment: tag})
       keys.set(tag, k)
-      if (started) writeFileSync(path.join(dir, 'sshd', 'authorized_keys'), `${authorizedKeys()}\n`, {mode: 0o600})
+      if (started)
+        writeFileSync(path.join(dir, 'sshd', 'authorized_keys'), `${authorizedKeys()}\n`, {mode: 0o600})
     }
     return k
   }
@@ -67,11 +73,18 @@ export async function startLoggingSshd(opts: {addresses?: number; tags?: string[
   const sshd = await startSshd({
     dir: path.join(dir, 'sshd'),
     authorizedKeys: authorizedKeys(),
-    extraConfig: [...addresses.map((a) => `ListenAddress ${a}`), 'MaxSessions 20', 'PermitUserEnvironment no'],
+    extraConfig: [
+      ...addresses.map((a) => `ListenAddress ${a}`),
+      'MaxSessions 20',
+      'PermitUserEnvironment no',
+    ],
   })
   started = true
   const knownHosts = path.join(dir, 'known_hosts')
-  writeFileSync(knownHosts, `${['127.0.0.1', ...addresses].map((a) => knownHostsLine(sshd.port, sshd.hostKey, a)).join('\n')}\n`)
+  writeFileSync(
+    knownHosts,
+    `${['127.0.0.1', ...addresses].map((a) => knownHostsLine(sshd.port, sshd.hostKey, a)).join('\n')}\n`,
+  )
   const commands = (): RecordedCommand[] =>
     (existsSync(log) ? readFileSync(log, 'utf8') : '')
       .split('\n')
@@ -88,7 +101,10 @@ export async function startLoggingSshd(opts: {addresses?: number; tags?: string[
     sshd,
     keyFor,
     commands,
-    commandsOf: (tag) => commands().filter((c) => c.tag === tag).map((c) => c.command),
+    commandsOf: (tag) =>
+      commands()
+        .filter((c) => c.tag === tag)
+        .map((c) => c.command),
     stop: async () => {
       await sshd.stop()
       tmp.remove()

@@ -12,7 +12,10 @@ export const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.u
 export function writeResults(name: string, data: unknown): string {
   mkdirSync(RESULTS_DIR, {recursive: true})
   const file = path.join(RESULTS_DIR, `${name}.json`)
-  writeFileSync(file, `${JSON.stringify({generatedAt: new Date().toISOString(), ...(data as object)}, null, 2)}\n`)
+  writeFileSync(
+    file,
+    `${JSON.stringify({generatedAt: new Date().toISOString(), ...(data as object)}, null, 2)}\n`,
+  )
   return file
 }
 

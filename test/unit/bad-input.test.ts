@@ -110,7 +110,10 @@ function describeConfig(c: BadInputCase): string | undefined {
   if (cfg.set) {
     return Object.entries(cfg.set)
       .map(([k, v]) => {
-        const s = v && typeof v === 'object' && 'repeat' in (v as object) ? `<${(v as {times: number}).times} × ${JSON.stringify((v as {repeat: string}).repeat)}>` : JSON.stringify(v)
+        const s =
+          v && typeof v === 'object' && 'repeat' in (v as object)
+            ? `<${(v as {times: number}).times} × ${JSON.stringify((v as {repeat: string}).repeat)}>`
+            : JSON.stringify(v)
         return `${k}: ${s}`
       })
       .join(', ')
@@ -129,7 +132,11 @@ interface Run {
 function runCli(argv: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Run> {
   const t0 = Date.now()
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...argv], {env, stdio: ['ignore', 'pipe', 'pipe'], cwd: env.HOME})
+    const child = spawn(process.execPath, [BIN, ...argv], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: env.HOME,
+    })
     let stdout = ''
     let stderr = ''
     let timedOut = false
@@ -158,27 +165,40 @@ function checkRun(c: BadInputCase, r: Run, remote: string[]): string[] {
   if (r.timedOut) problems.push(`did not finish within ${timeoutMs / 1000}s (killed)`)
   else if (r.code !== expectedExit) problems.push(`exit ${r.code}, expected ${expectedExit}`)
   if (STACK_RE.test(r.stderr) || STACK_RE.test(r.stdout)) problems.push('a stack trace was printed')
-  if (/this is a bug in hactl/.test(r.stderr)) problems.push('reported as a bug in hactl (an unexpected exception)')
+  if (/this is a bug in hactl/.test(r.stderr))
+    problems.push('reported as a bug in hactl (an unexpected exception)')
   if (r.stdout !== '') problems.push(`printed on stdout: ${JSON.stringify(r.stdout.slice(0, 120))}`)
   const lines = r.stderr.replace(/\n$/, '').split('\n')
   const format = c.format ?? 'one-line'
   const errorIdx = format === 'one-line' ? 0 : lines.findIndex((l) => l.startsWith('Error: '))
   const errorLine = lines[errorIdx] ?? ''
   if (!r.timedOut) {
-    if (!errorLine.startsWith('Error: ')) problems.push(`stderr does not start with "Error: ": ${JSON.stringify(r.stderr.slice(0, 160))}`)
+    if (!errorLine.startsWith('Error: '))
+      problems.push(`stderr does not start with "Error: ": ${JSON.stringify(r.stderr.slice(0, 160))}`)
     if (format === 'one-line') {
       const extra = lines.slice(1).filter((l) => !/^(Hint|Try): \S/.test(l))
-      if (extra.length > 0) problems.push(`more than one Error line (${extra.length} other lines, first: ${JSON.stringify(extra[0]!.slice(0, 120))})`)
+      if (extra.length > 0)
+        problems.push(
+          `more than one Error line (${extra.length} other lines, first: ${JSON.stringify(extra[0]!.slice(0, 120))})`,
+        )
     }
-    if (errorLine.length > MAX_ERROR_LINE) problems.push(`the Error line is ${errorLine.length} characters long`)
-    if (c.stderr && !new RegExp(c.stderr, 'i').test(errorLine)) problems.push(`the Error line does not match /${c.stderr}/`)
+    if (errorLine.length > MAX_ERROR_LINE)
+      problems.push(`the Error line is ${errorLine.length} characters long`)
+    if (c.stderr && !new RegExp(c.stderr, 'i').test(errorLine))
+      problems.push(`the Error line does not match /${c.stderr}/`)
     for (const want of c.expectLines ?? []) {
       if (!lines.some((l) => new RegExp(want, 'i').test(l))) problems.push(`no stderr line matches /${want}/`)
     }
     const colonId = /\bhactl [a-z]+:[a-z-]+/.exec(r.stderr)
-    if (colonId) problems.push(`a hint names a command that does not exist: "${colonId[0]}" (the topic separator is a space)`)
+    if (colonId)
+      problems.push(
+        `a hint names a command that does not exist: "${colonId[0]}" (the topic separator is a space)`,
+      )
   }
-  if (remote.length > 0) problems.push(`${remote.length} command(s) reached a host, first: ${JSON.stringify(remote[0]!.slice(0, 120))}`)
+  if (remote.length > 0)
+    problems.push(
+      `${remote.length} command(s) reached a host, first: ${JSON.stringify(remote[0]!.slice(0, 120))}`,
+    )
   return problems
 }
 
@@ -236,7 +256,8 @@ describe('bad input: refused before any command reaches a host', {concurrency: C
       text = expand(corpus.base, key)
       if (cfg.set) {
         const doc = parseDocument(text)
-        for (const [k, v] of Object.entries(cfg.set)) doc.setIn(k.split('.'), materialize(v, {CLOSED_PORT: String(closedPort)}))
+        for (const [k, v] of Object.entries(cfg.set))
+          doc.setIn(k.split('.'), materialize(v, {CLOSED_PORT: String(closedPort)}))
         text = doc.toString({lineWidth: 0})
       }
       if (cfg.append) text += cfg.append
@@ -260,11 +281,20 @@ describe('bad input: refused before any command reaches a host', {concurrency: C
 
   before(async () => {
     assert.ok(canRunSshd(), 'the bad-input corpus starts sshd: run it as root with /usr/sbin/sshd installed')
-    assert.ok(existsSync(path.join(REPO, 'dist', 'commands', 'status.js')), 'build first: npx tsc -p tsconfig.json && npx oclif manifest')
-    assert.ok(corpus.cases.length >= 60, `the corpus has ${corpus.cases.length} cases; issue 9 asks for at least 60`)
+    assert.ok(
+      existsSync(path.join(REPO, 'dist', 'commands', 'status.js')),
+      'build first: npx tsc -p tsconfig.json && npx oclif manifest',
+    )
+    assert.ok(
+      corpus.cases.length >= 60,
+      `the corpus has ${corpus.cases.length} cases; issue 9 asks for at least 60`,
+    )
     closedPort = await freePort()
     // Every key up front: sshd reads authorized_keys at each login, so it is not rewritten later.
-    server = await startLoggingSshd({prefix: 'hactl-bad-input-sshd-', tags: ['control', ...corpus.cases.map((c) => c.id)]})
+    server = await startLoggingSshd({
+      prefix: 'hactl-bad-input-sshd-',
+      tags: ['control', ...corpus.cases.map((c) => c.id)],
+    })
   })
 
   after(async () => {
@@ -305,7 +335,11 @@ describe('bad input: refused before any command reaches a host', {concurrency: C
         ok: problems.length === 0,
         problems,
       })
-      assert.deepEqual(problems, [], `${c.id}: ${problems.join('; ')}\n--- stderr (first 1500 chars)\n${r.stderr.slice(0, 1500)}\n--- stdout (first 500 chars)\n${r.stdout.slice(0, 500)}`)
+      assert.deepEqual(
+        problems,
+        [],
+        `${c.id}: ${problems.join('; ')}\n--- stderr (first 1500 chars)\n${r.stderr.slice(0, 1500)}\n--- stdout (first 500 chars)\n${r.stdout.slice(0, 500)}`,
+      )
     })
   }
 })

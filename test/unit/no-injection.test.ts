@@ -42,10 +42,56 @@ const NOWHERE = '/nonexistent-hactl-prop'
 
 /** Pieces that would change a command if they ever reached a shell unquoted. */
 const HOSTILE = [
-  "'", '"', '$(hactlpwn)', '`hactlpwn`', ';hactlpwn;', '\nhactlpwn\n', '|hactlpwn', '&&hactlpwn', '||hactlpwn',
-  '&hactlpwn&', '>hactlpwn', '<hactlpwn', "'$(hactlpwn)'", '"$(hactlpwn)"', "'\\''", '\\', '${IFS}hactlpwn',
-  '$IFS', '$HOME', '*', '?', '[a]', '{a,b}', '~', '#', '!', '%', '=', ' ', '\t', '\r', '\u0001', '\u007f',
-  '\u00a0', 'é', 'ß', '雪', '😀', '\u202e', '\u200b', '..', '/', '-', '--', '-rf', '$', '(', ')', '{', '}',
+  "'",
+  '"',
+  '$(hactlpwn)',
+  '`hactlpwn`',
+  ';hactlpwn;',
+  '\nhactlpwn\n',
+  '|hactlpwn',
+  '&&hactlpwn',
+  '||hactlpwn',
+  '&hactlpwn&',
+  '>hactlpwn',
+  '<hactlpwn',
+  "'$(hactlpwn)'",
+  '"$(hactlpwn)"',
+  "'\\''",
+  '\\',
+  '${IFS}hactlpwn',
+  '$IFS',
+  '$HOME',
+  '*',
+  '?',
+  '[a]',
+  '{a,b}',
+  '~',
+  '#',
+  '!',
+  '%',
+  '=',
+  ' ',
+  '\t',
+  '\r',
+  '\u0001',
+  '\u007f',
+  '\u00a0',
+  'é',
+  'ß',
+  '雪',
+  '😀',
+  '\u202e',
+  '\u200b',
+  '..',
+  '/',
+  '-',
+  '--',
+  '-rf',
+  '$',
+  '(',
+  ')',
+  '{',
+  '}',
 ] as const
 
 const hostile = fc.constantFrom(...HOSTILE)
@@ -53,7 +99,18 @@ const plain = fc.stringMatching(/^[a-z0-9._-]{1,6}$/)
 const anyText = fc.string({unit: 'grapheme', maxLength: 3})
 /** A value with at least one hostile piece in it. */
 const hostileValue = fc
-  .tuple(fc.array(fc.oneof({weight: 3, arbitrary: hostile}, {weight: 2, arbitrary: plain}, {weight: 1, arbitrary: anyText}), {maxLength: 6}), hostile, fc.nat())
+  .tuple(
+    fc.array(
+      fc.oneof(
+        {weight: 3, arbitrary: hostile},
+        {weight: 2, arbitrary: plain},
+        {weight: 1, arbitrary: anyText},
+      ),
+      {maxLength: 6},
+    ),
+    hostile,
+    fc.nat(),
+  )
   .map(([parts, h, at]) => {
     const all = [...parts]
     all.splice(at % (all.length + 1), 0, h)
@@ -74,7 +131,11 @@ interface Finding {
 
 function runCli(argv: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...argv], {env, stdio: ['ignore', 'pipe', 'pipe'], cwd: env.HOME})
+    const child = spawn(process.execPath, [BIN, ...argv], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: env.HOME,
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
@@ -120,10 +181,24 @@ describe('no generated value can change the remote command', {timeout: 600_000},
   let server: LoggingSshd
   let etcd: EtcdCluster
   const workers = Array.from({length: BATCH}, (_, i) => `w${i}`)
-  const stats: Record<string, {runs: number; values: number; refused: number; reachedHost: number; seed?: number; counterexample?: string; error?: string}> = {}
+  const stats: Record<
+    string,
+    {
+      runs: number
+      values: number
+      refused: number
+      reachedHost: number
+      seed?: number
+      counterexample?: string
+      error?: string
+    }
+  > = {}
   const findings: Finding[] = []
 
-  function config(worker: string, patch: {dataDir?: string; wipe?: string[]; file?: string; listFile?: string} = {}): string {
+  function config(
+    worker: string,
+    patch: {dataDir?: string; wipe?: string[]; file?: string; listFile?: string} = {},
+  ): string {
     const q = (s: string) => JSON.stringify(s)
     const a = server.addresses
     const text = [
@@ -174,7 +249,11 @@ describe('no generated value can change the remote command', {timeout: 600_000},
   }
 
   /** Run a property over batches of values, recording what happened for the report. */
-  async function check(name: string, arb: fc.Arbitrary<string>, one: (worker: string, value: string) => Promise<'refused' | 'reached'>): Promise<void> {
+  async function check(
+    name: string,
+    arb: fc.Arbitrary<string>,
+    one: (worker: string, value: string) => Promise<'refused' | 'reached'>,
+  ): Promise<void> {
     const s = (stats[name] = {runs: 0, values: 0, refused: 0, reachedHost: 0})
     const seed = Number(process.env.HACTL_PROPERTY_SEED ?? Date.now() % 2 ** 31)
     const result = await fc.check(
@@ -192,16 +271,22 @@ describe('no generated value can change the remote command', {timeout: 600_000},
     Object.assign(stats[name]!, {seed})
     if (result.failed) {
       const value = JSON.stringify(result.counterexample?.[0])
-      const error = result.errorInstance instanceof Error ? result.errorInstance.message : String(result.errorInstance)
+      const error =
+        result.errorInstance instanceof Error ? result.errorInstance.message : String(result.errorInstance)
       Object.assign(stats[name]!, {counterexample: value, error})
       findings.push({property: name, value, problem: error})
-      assert.fail(`${name}: counterexample ${value} (seed ${seed}, HACTL_PROPERTY_SEED=${seed} to replay):\n${error}`)
+      assert.fail(
+        `${name}: counterexample ${value} (seed ${seed}, HACTL_PROPERTY_SEED=${seed} to replay):\n${error}`,
+      )
     }
   }
 
   before(async () => {
     assert.ok(canRunSshd(), 'this test starts sshd: run it as root with /usr/sbin/sshd installed')
-    assert.ok(existsSync(path.join(REPO, 'dist', 'commands', 'status.js')), 'build first: npx tsc -p tsconfig.json && npx oclif manifest')
+    assert.ok(
+      existsSync(path.join(REPO, 'dist', 'commands', 'status.js')),
+      'build first: npx tsc -p tsconfig.json && npx oclif manifest',
+    )
     assert.ok(existsSync(TRACER), `${TRACER} is missing`)
     mkdirSync(path.join(tmp.dir, 'home'), {recursive: true})
     server = await startLoggingSshd({prefix: 'hactl-no-injection-sshd-', tags: [...workers, 'base']})
@@ -217,7 +302,10 @@ describe('no generated value can change the remote command', {timeout: 600_000},
 
   test('the tracer sees through quoting: a quoted payload is one argument, an unquoted one runs', () => {
     const quoted = trace(`[ -e '/x/it'\\''s $(hactlpwn)' ] && cat /etc/hostname`, tmp.dir)
-    assert.deepEqual(quoted, [['[', '-e', "/x/it's $(hactlpwn)", ']'], ['cat', '/etc/hostname']])
+    assert.deepEqual(quoted, [
+      ['[', '-e', "/x/it's $(hactlpwn)", ']'],
+      ['cat', '/etc/hostname'],
+    ])
     const unquoted = trace('[ -e /x/$(hactlpwn) ]', tmp.dir)
     assert.deepEqual(unquoted[0], ['hactlpwn'])
   })
@@ -227,7 +315,10 @@ describe('no generated value can change the remote command', {timeout: 600_000},
     // The values the CLI accepts by design: comma lists of known names, blanks around them trimmed.
     const acceptable = (v: string) => {
       if (v.startsWith('-') || /[\u0000-\u001f\u007f]/.test(v)) return false
-      const tokens = v.split(',').map((t) => t.trim()).filter((t) => t !== '')
+      const tokens = v
+        .split(',')
+        .map((t) => t.trim())
+        .filter((t) => t !== '')
       return tokens.length > 0 && tokens.every((t) => known.has(t))
     }
     const commands: Array<(v: string) => string[]> = [
@@ -238,32 +329,60 @@ describe('no generated value can change the remote command', {timeout: 600_000},
       (v) => ['dispatcher', 'sync', '--dry-run', '--', v],
     ]
     let turn = 0
-    await check('node names', hostileValue.filter((v) => !v.includes('\0') && !acceptable(v)), async (worker, v) => {
-      const argv = commands[turn++ % commands.length]!(v)
-      const r = await run(worker, argv, config(worker))
-      assert.equal(r.remote.length, 0, `${JSON.stringify(argv)} reached a host: ${JSON.stringify(r.remote[0])}`)
-      assert.equal(r.code, 2, `${JSON.stringify(argv)}: exit ${r.code}, expected 2\n${r.stderr}`)
-      assert.match(r.stderr, /^Error: /, `${JSON.stringify(argv)}: ${r.stderr}`)
-      return 'refused'
-    })
+    await check(
+      'node names',
+      hostileValue.filter((v) => !v.includes('\0') && !acceptable(v)),
+      async (worker, v) => {
+        const argv = commands[turn++ % commands.length]!(v)
+        const r = await run(worker, argv, config(worker))
+        assert.equal(
+          r.remote.length,
+          0,
+          `${JSON.stringify(argv)} reached a host: ${JSON.stringify(r.remote[0])}`,
+        )
+        assert.equal(r.code, 2, `${JSON.stringify(argv)}: exit ${r.code}, expected 2\n${r.stderr}`)
+        assert.match(r.stderr, /^Error: /, `${JSON.stringify(argv)}: ${r.stderr}`)
+        return 'refused'
+      },
+    )
   })
 
   test('reasons: refused, or the hosts get exactly the commands a plain reason gives', async () => {
     const argv = (reason: string) => ['node', 'drain', 'ast1', '--dry-run', '--reason', reason]
     const base = await run('base', argv('plain reason'), config('base'))
-    assert.ok(base.remote.length > 0, `the baseline drain --dry-run sent no command (exit ${base.code}):\n${base.stderr}`)
+    assert.ok(
+      base.remote.length > 0,
+      `the baseline drain --dry-run sent no command (exit ${base.code}):\n${base.stderr}`,
+    )
     const want = [...base.remote].sort()
-    const reason = fc.oneof(hostileValue, fc.tuple(hostileValue, fc.integer({min: 1000, max: 3000})).map(([v, n]) => v.repeat(Math.ceil(n / Math.max(1, v.length)))))
-    await check('reasons', reason.filter((v) => !v.includes('\0')), async (worker, v) => {
-      const r = await run(worker, argv(v), config(worker))
-      if (r.code === 2) {
-        assert.equal(r.remote.length, 0, `a refused reason still reached a host: ${JSON.stringify(r.remote[0])}`)
-        return 'refused'
-      }
-      assert.deepEqual([...r.remote].sort(), want, `the reason changed the remote commands (exit ${r.code})`)
-      assert.equal(r.code, base.code, `exit ${r.code}, the plain reason gives ${base.code}:\n${r.stderr}`)
-      return 'reached'
-    })
+    const reason = fc.oneof(
+      hostileValue,
+      fc
+        .tuple(hostileValue, fc.integer({min: 1000, max: 3000}))
+        .map(([v, n]) => v.repeat(Math.ceil(n / Math.max(1, v.length)))),
+    )
+    await check(
+      'reasons',
+      reason.filter((v) => !v.includes('\0')),
+      async (worker, v) => {
+        const r = await run(worker, argv(v), config(worker))
+        if (r.code === 2) {
+          assert.equal(
+            r.remote.length,
+            0,
+            `a refused reason still reached a host: ${JSON.stringify(r.remote[0])}`,
+          )
+          return 'refused'
+        }
+        assert.deepEqual(
+          [...r.remote].sort(),
+          want,
+          `the reason changed the remote commands (exit ${r.code})`,
+        )
+        assert.equal(r.code, base.code, `exit ${r.code}, the plain reason gives ${base.code}:\n${r.stderr}`)
+        return 'reached'
+      },
+    )
   })
 
   /**
@@ -279,17 +398,26 @@ describe('no generated value can change the remote command', {timeout: 600_000},
   ): Promise<void> {
     const plainValue = 'hactlplain'
     const base = await run('base', argv, config('base', patch(plainValue)))
-    assert.ok(base.remote.length > 0, `${name}: the baseline run sent no command (exit ${base.code}):\n${base.stderr}`)
+    assert.ok(
+      base.remote.length > 0,
+      `${name}: the baseline run sent no command (exit ${base.code}):\n${base.stderr}`,
+    )
     const baseTraces = base.remote.map((c) => trace(c, tmp.dir))
     const baseLiterals = literals(plainValue)
     for (const lit of baseLiterals) {
-      assert.ok(baseTraces.some((t) => t.some((call) => call.includes(lit))), `${name}: the plain value ${lit} is not an argument of any traced command`)
+      assert.ok(
+        baseTraces.some((t) => t.some((call) => call.includes(lit))),
+        `${name}: the plain value ${lit} is not an argument of any traced command`,
+      )
     }
     await check(name, hostileValue, async (worker, v) => {
       const p = patch(v)
       const cfg = config(worker, p)
       // Only values the YAML carries unchanged say something about hactl.
-      const parsed = parseYaml(readFileSync(cfg, 'utf8')) as {etcd: {dataDir: string; wipe: string[]; discovery: {file: string}}; kamailio: {listFile: string}}
+      const parsed = parseYaml(readFileSync(cfg, 'utf8')) as {
+        etcd: {dataDir: string; wipe: string[]; discovery: {file: string}}
+        kamailio: {listFile: string}
+      }
       const carried =
         (p?.dataDir === undefined || parsed.etcd.dataDir === p.dataDir) &&
         (p?.file === undefined || parsed.etcd.discovery.file === p.file) &&
@@ -298,7 +426,11 @@ describe('no generated value can change the remote command', {timeout: 600_000},
       if (!carried) throw new Error(`the test's YAML does not carry ${JSON.stringify(v)} unchanged`)
       const r = await run(worker, argv, cfg)
       if (r.code === 2) {
-        assert.equal(r.remote.length, 0, `a refused value still reached a host: ${JSON.stringify(r.remote[0])}`)
+        assert.equal(
+          r.remote.length,
+          0,
+          `a refused value still reached a host: ${JSON.stringify(r.remote[0])}`,
+        )
         assert.match(r.stderr, /^Error: /)
         return 'refused'
       }
@@ -306,33 +438,56 @@ describe('no generated value can change the remote command', {timeout: 600_000},
       try {
         lits = literals(v)
       } catch (error) {
-        throw new Error(`hactl ran commands (exit ${r.code}) for a value it should refuse (${(error as Error).message}): ${JSON.stringify(r.remote[0])}`)
+        throw new Error(
+          `hactl ran commands (exit ${r.code}) for a value it should refuse (${(error as Error).message}): ${JSON.stringify(r.remote[0])}`,
+        )
       }
       const map = new Map(baseLiterals.map((b, i) => [b, lits[i]!] as const))
       const want = baseTraces.map((t) => t.map((call) => call.map((arg) => map.get(arg) ?? arg)))
       const got = r.remote.map((c) => trace(c, tmp.dir))
       const key = (t: string[][]) => JSON.stringify(t)
-      assert.deepEqual(got.map(key).sort(), want.map(key).sort(), `the value changed the commands run on the host; recorded: ${JSON.stringify(r.remote[0])}`)
+      assert.deepEqual(
+        got.map(key).sort(),
+        want.map(key).sort(),
+        `the value changed the commands run on the host; recorded: ${JSON.stringify(r.remote[0])}`,
+      )
       return 'reached'
     })
   }
 
   test('etcd.dataDir: refused, or one literal argument on the host', async () => {
-    await pathProperty('etcd.dataDir', ['cluster', 'rediscover', '--dry-run'], (v) => ({dataDir: `${NOWHERE}/${v}`}), (v) => [
-      `${NOWHERE}/${v}`,
-      wipePaths(`${NOWHERE}/${v}`, ['member'])[0]!,
-    ])
+    await pathProperty(
+      'etcd.dataDir',
+      ['cluster', 'rediscover', '--dry-run'],
+      (v) => ({dataDir: `${NOWHERE}/${v}`}),
+      (v) => [`${NOWHERE}/${v}`, wipePaths(`${NOWHERE}/${v}`, ['member'])[0]!],
+    )
   })
 
   test('etcd.wipe: refused, or one literal argument on the host', async () => {
-    await pathProperty('etcd.wipe', ['cluster', 'rediscover', '--dry-run'], (v) => ({wipe: [v]}), (v) => [wipePaths(`${NOWHERE}/etcd`, [v])[0]!])
+    await pathProperty(
+      'etcd.wipe',
+      ['cluster', 'rediscover', '--dry-run'],
+      (v) => ({wipe: [v]}),
+      (v) => [wipePaths(`${NOWHERE}/etcd`, [v])[0]!],
+    )
   })
 
   test('etcd.discovery.file: refused, or one literal argument on the host', async () => {
-    await pathProperty('etcd.discovery.file', ['cluster', 'rediscover', '--dry-run'], (v) => ({file: `${NOWHERE}/${v}`}), (v) => [`${NOWHERE}/${v}`])
+    await pathProperty(
+      'etcd.discovery.file',
+      ['cluster', 'rediscover', '--dry-run'],
+      (v) => ({file: `${NOWHERE}/${v}`}),
+      (v) => [`${NOWHERE}/${v}`],
+    )
   })
 
   test('kamailio.listFile: refused, or one literal argument on the host', async () => {
-    await pathProperty('kamailio.listFile', ['dispatcher', 'sync', '--dry-run'], (v) => ({listFile: `${NOWHERE}/${v}`}), (v) => [`${NOWHERE}/${v}`])
+    await pathProperty(
+      'kamailio.listFile',
+      ['dispatcher', 'sync', '--dry-run'],
+      (v) => ({listFile: `${NOWHERE}/${v}`}),
+      (v) => [`${NOWHERE}/${v}`],
+    )
   })
 })

@@ -45,7 +45,10 @@ describe('watchInterrupts', () => {
     target.emit('SIGINT')
     target.emit('SIGINT')
     assert.deepEqual(exits, [INTERRUPTED_EXIT])
-    assert.match(out(), /Quit at once \(SIGINT again\)\. Known state:\n {2}ast1: etcd stopped, data still there\n {2}ast2: not changed\n/)
+    assert.match(
+      out(),
+      /Quit at once \(SIGINT again\)\. Known state:\n {2}ast1: etcd stopped, data still there\n {2}ast2: not changed\n/,
+    )
     // And it stopped listening: a third signal does nothing more.
     target.emit('SIGINT')
     assert.deepEqual(exits, [INTERRUPTED_EXIT])
@@ -78,7 +81,10 @@ describe('watchInterrupts', () => {
       process.stdout.write('ready\\n')
       setInterval(() => {}, 1000)
     `
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {cwd: REPO, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
