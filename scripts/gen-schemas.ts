@@ -2,8 +2,10 @@
 import {writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {z} from 'zod'
+import {configJsonSchemaText} from '../src/lib/config/json-schema.js'
 import {clusterStatusSchema} from '../src/lib/ops/status-model.js'
 
 const dir = path.resolve(import.meta.dirname, '..', 'schema')
 writeFileSync(path.join(dir, 'status.schema.json'), JSON.stringify(z.toJSONSchema(clusterStatusSchema), null, 2) + '\n')
-console.log('wrote schema/status.schema.json')
+writeFileSync(path.join(dir, 'hactl.schema.json'), configJsonSchemaText())
+console.log('wrote schema/status.schema.json and schema/hactl.schema.json')

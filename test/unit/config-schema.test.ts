@@ -6,7 +6,7 @@ import {configJsonSchema, configJsonSchemaText} from '../../src/lib/config/json-
 import {NODE_NAME_RE, ROLES} from '../../src/lib/config/schema.js'
 
 const repo = path.resolve(import.meta.dirname, '../..')
-const REGENERATE = './bin/dev.js config schema > schema/hactl.schema.json'
+const REGENERATE = 'npm run schemas'
 
 interface JsonSchema {
   type?: string
