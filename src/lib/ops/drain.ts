@@ -138,13 +138,10 @@ function kamailioBlock(
 }
 
 /**
- * Plan the drain of one box from its facts. Pure: the same facts always give the same plan.
- * Starting states: in service; draining (a run was stopped by --timeout or Ctrl-C); drained;
- * shutdown pending (someone ran `core stop gracefully`); Asterisk down.
+ * What stops both a drain and an undrain before any step: the box does not answer, a Kamailio
+ * cannot be used, or Asterisk's CLI says something unknown.
  */
-export function planDrain(f: DrainNodeFacts, kamailio: KamailioFacts[], opts: PlanOptions = {}): NodePlan {
-  const bin = opts.bin ?? 'hactl'
-  const state = describeState(f)
+function commonBlock(f: DrainNodeFacts, state: NodePlan['state'], kamailio: KamailioFacts[], bin: string): NodePlan | undefined {
   if (!f.reachable) {
     return {
       node: f.name,
@@ -156,16 +153,29 @@ export function planDrain(f: DrainNodeFacts, kamailio: KamailioFacts[], opts: Pl
   }
   const blocked = kamailioBlock(f.name, state, kamailio, bin)
   if (blocked) return blocked
-  const a = f.asterisk
-  if (a.state === 'unknown') {
+  if (f.asterisk.state === 'unknown') {
     return {
       node: f.name,
       action: 'blocked',
       state,
-      reason: `cannot tell whether Asterisk runs on ${f.name}: the CLI answers "${a.detail}"`,
+      reason: `cannot tell whether Asterisk runs on ${f.name}: the CLI answers "${f.asterisk.detail}"`,
       suggestions: ['check asterisk.cli in hactl.yaml', `${bin} status ${f.name}`],
     }
   }
+  return undefined
+}
+
+/**
+ * Plan the drain of one box from its facts. Pure: the same facts always give the same plan.
+ * Starting states: in service; draining (a run was stopped by --timeout or Ctrl-C); drained;
+ * shutdown pending (someone ran `core stop gracefully`); Asterisk down.
+ */
+export function planDrain(f: DrainNodeFacts, kamailio: KamailioFacts[], opts: PlanOptions = {}): NodePlan {
+  const bin = opts.bin ?? 'hactl'
+  const state = describeState(f)
+  const blocked = commonBlock(f, state, kamailio, bin)
+  if (blocked) return blocked
+  const a = f.asterisk
   const toDisable = kamailio
     .map((k) => k.name)
     .filter((k) => {
@@ -220,27 +230,9 @@ export function planDrain(f: DrainNodeFacts, kamailio: KamailioFacts[], opts: Pl
 export function planUndrain(f: DrainNodeFacts, kamailio: KamailioFacts[], opts: PlanOptions = {}): NodePlan {
   const bin = opts.bin ?? 'hactl'
   const state = describeState(f)
-  if (!f.reachable) {
-    return {
-      node: f.name,
-      action: 'blocked',
-      state,
-      reason: `${f.name} does not answer${f.error ? `: ${f.error}` : ''}`,
-      suggestions: [`${bin} status ${f.name}`],
-    }
-  }
-  const blocked = kamailioBlock(f.name, state, kamailio, bin)
+  const blocked = commonBlock(f, state, kamailio, bin)
   if (blocked) return blocked
   const a = f.asterisk
-  if (a.state === 'unknown') {
-    return {
-      node: f.name,
-      action: 'blocked',
-      state,
-      reason: `cannot tell whether Asterisk runs on ${f.name}: the CLI answers "${a.detail}"`,
-      suggestions: ['check asterisk.cli in hactl.yaml', `${bin} status ${f.name}`],
-    }
-  }
   const absent = kamailio.map((k) => k.name).filter((k) => f.dispatcher[k]?.state === 'absent')
   if (absent.length > 0) {
     return {
