@@ -103,7 +103,9 @@ describe('hactl dispatcher sync and show on the lab', () => {
     // Then the files and the runtime lists are as they were
     for (const [i, k] of lab.kams.entries()) {
       assert.equal(await readListFile(lab, k), originalLists.get(k.name))
-      assert.deepEqual(await kamTargets(lab, k), before[i])
+      // Kamailio's own probes may turn AX into AP meanwhile: compare the state letter hactl sets.
+      const state = (ts: Awaited<ReturnType<typeof kamTargets>>) => ts.map((t) => ({...t, flags: t.flags.slice(0, 1)}))
+      assert.deepEqual(state(await kamTargets(lab, k)), state(before[i]!))
     }
     // And --json says what would change
     const j = await cli(lab, ['dispatcher', 'sync', '--dry-run', '--json'])
