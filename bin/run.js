@@ -9,4 +9,7 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === 'version')) {
 } else {
   const {execute} = await import('@oclif/core')
   await execute({dir: import.meta.url})
+  // The command has ended and closed what it opened. A library handle left behind (a gRPC channel
+  // or lease timer of etcd3 winding down) must not keep the operator waiting: leave within 1 s.
+  setTimeout(() => process.exit(), 1000).unref()
 }

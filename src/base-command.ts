@@ -1,6 +1,7 @@
 import {Command, Flags, Interfaces} from '@oclif/core'
 import type {HactlConfig} from './lib/config/load.js'
 import {ExitCode, HactlError, HostError, UserError} from './lib/errors.js'
+import {watchInterrupts} from './lib/signals.js'
 import type {SshPool} from './lib/ssh/pool.js'
 
 const MAX_ARGUMENTS = 4096
@@ -103,6 +104,23 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** Register something to close when the command ends, whatever happens. */
   protected onCleanup(fn: () => Promise<void> | void): void {
     this.cleanups.push(fn)
+  }
+
+  /**
+   * SIGINT/SIGTERM for a command that changes the cluster (issue 9): the first one aborts the
+   * returned signal (the operation stops starting new steps, lets running remote commands finish or
+   * time out, releases the lock and reports each host's state; exit 130); the second one leaves at
+   * once, printing `describe()`'s lines. The listeners go with the command's cleanup.
+   */
+  protected watchInterrupts(opts: {describe?: () => string[]; firstMessage?: string} = {}): AbortSignal {
+    const watch = watchInterrupts({
+      write: (text) => process.stderr.write(text),
+      exit: (code) => process.exit(code),
+      ...(opts.describe ? {describe: opts.describe} : {}),
+      ...(opts.firstMessage ? {firstMessage: opts.firstMessage} : {}),
+    })
+    this.onCleanup(() => watch.dispose())
+    return watch.signal
   }
 
   protected debugLine(line: string): void {

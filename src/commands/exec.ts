@@ -10,7 +10,9 @@ export default class Exec extends BaseCommand<typeof Exec> {
 
 Nodes are node names, comma lists (ast1,ast3), roles (asterisk, kamailio, etcd, homer) or all.
 
-Exit status: 0 when the command exited 0 on every host; 3 when it failed on some hosts and succeeded on others; 1 when it failed everywhere; 2 for usage or config errors.`
+Ctrl-C: hosts not started yet are not run, the commands running finish (or time out), the results are printed, exit status 130; a second Ctrl-C quits at once.
+
+Exit status: 0 when the command exited 0 on every host; 3 when it failed on some hosts and succeeded on others; 1 when it failed everywhere; 2 for usage or config errors; 130 interrupted.`
 
   static override usage = '<%= command.id %> NODES... [--timeout DURATION] [--json] -- COMMAND'
 
@@ -49,6 +51,12 @@ Exit status: 0 when the command exited 0 on every host; 3 when it failed on some
     const {execOnNodes, execExitCode} = await import('../lib/ops/exec.js')
     const {withHostProgress} = await import('../ui/progress.js')
     const json = this.jsonEnabled()
+    // Ctrl-C: hosts not started are not run, running commands finish or time out; a second one quits.
+    const state = new Map<string, string>()
+    const signal = this.watchInterrupts({
+      firstMessage: 'no new host starts; waiting for the commands running now (Ctrl-C again to quit at once)',
+      describe: () => nodes.map((n) => `${n.name}: ${state.get(n.name) ?? 'not started'}`),
+    })
     const outcome = await withHostProgress(
       nodes.map((n) => n.name),
       async (progress) => {
@@ -58,7 +66,9 @@ Exit status: 0 when the command exited 0 on every host; 3 when it failed on some
         }
         return execOnNodes(pool, nodes, command, {
           ...(timeoutMs === undefined ? {} : {timeoutMs, timeoutName: '--timeout'}),
+          signal,
           onUpdate: (u) => {
+            state.set(u.node, u.state === 'done' ? (u.result.ok ? 'exit 0' : describeFailure(u.result)) : u.state)
             if (u.state !== 'done') progress.update(u.node, u.state)
             else if (u.result.ok) progress.succeed(u.node, `exit 0 in ${seconds(u.result.durationMs)}`)
             else progress.fail(u.node, describeFailure(u.result))

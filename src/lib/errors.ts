@@ -166,8 +166,8 @@ export class PartialFailureError extends HactlError {
 
 /** The operator pressed Ctrl-C or the process got SIGTERM. Exit 130. */
 export class InterruptedError extends HactlError {
-  constructor(message = 'interrupted') {
-    super(message, {exitCode: ExitCode.interrupted})
+  constructor(message = 'interrupted', suggestions: string[] = []) {
+    super(message, {exitCode: ExitCode.interrupted, suggestions})
   }
 }
 

@@ -138,6 +138,24 @@ export async function startDrainProgress(
   return tty ? listrProgress(plan, rows, key, stream) : plainProgress(rows, key, stream)
 }
 
+/**
+ * The last step each box reached, for the lines a second Ctrl-C prints as it quits at once (the
+ * run's summary is not printed then).
+ */
+export function drainStateTracker(): {onEvent(e: StepEvent): void; lines(): string[]} {
+  const last = new Map<string, string>()
+  return {
+    onEvent(e) {
+      if (e.type === 'start') last.set(e.node, `${e.step} running (may be half done)`)
+      else if (e.type === 'progress') last.set(e.node, `${e.step}: ${waitText(e)}`)
+      else if (e.type === 'done') last.set(e.node, `${e.step} done`)
+      else if (e.type === 'fail') last.set(e.node, `${e.step} failed: ${e.detail}`)
+    },
+    lines: () =>
+      last.size === 0 ? ['nothing changed yet'] : [...last].map(([node, text]) => `${node}: last step ${text}`),
+  }
+}
+
 function waitText(e: Extract<StepEvent, {type: 'progress'}>): string {
   // Channels only matter when no call is left but a channel is (a ringing or one-legged channel).
   const channels =

@@ -105,3 +105,71 @@ describe('watchInterrupts', () => {
     assert.match(stderr, /Known state:\n {2}ast1: rebooting/)
   })
 })
+
+describe('Ctrl-C in the operations (no new step starts after it)', () => {
+  const node = (name: string) => ({name, host: `${name}.lab`}) as unknown as import('../../src/lib/config/load.js').ResolvedNode
+
+  test('exec: a host still waiting for its turn is not run, a running one finishes; exit 130', async () => {
+    const {execOnNodes, execExitCode} = await import('../../src/lib/ops/exec.js')
+    const ac = new AbortController()
+    const ran: string[] = []
+    let releaseSecond!: () => void
+    const secondWaits = new Promise<void>((r) => (releaseSecond = r))
+    const pool = {
+      // ast2 waits for a free slot in the pool until after the Ctrl-C.
+      connect: async (n: {name: string}) => (n.name === 'ast2' ? secondWaits : undefined),
+      run: async (n: {name: string}) => {
+        ran.push(n.name)
+        ac.abort()
+        releaseSecond()
+        return {stdout: 'ok\n', stderr: '', code: 0, durationMs: 1}
+      },
+    }
+    const out = await execOnNodes(pool as never, [node('ast1'), node('ast2')], 'true', {signal: ac.signal})
+    assert.deepEqual(ran, ['ast1'])
+    assert.equal(out.results[0]!.ok, true)
+    assert.equal(out.results[1]!.ok, false)
+    assert.equal(out.results[1]!.error?.kind, 'interrupted')
+    assert.match(out.results[1]!.error?.message ?? '', /^ast2: not run \(interrupted\)$/)
+    assert.equal(out.summary.interrupted, true)
+    assert.equal(execExitCode(out.summary), 130)
+  })
+
+  test('exec: without a Ctrl-C the exit codes are 0, 3 and 1 as before', async () => {
+    const {execExitCode} = await import('../../src/lib/ops/exec.js')
+    assert.equal(execExitCode({total: 2, ok: 2, failed: 0, durationMs: 1}), 0)
+    assert.equal(execExitCode({total: 2, ok: 1, failed: 1, durationMs: 1}), 3)
+    assert.equal(execExitCode({total: 2, ok: 0, failed: 2, durationMs: 1}), 1)
+  })
+
+  test('node add/remove steps: once aborted, run() starts nothing and throws InterruptedError', async () => {
+    const {StepRunner} = await import('../../src/lib/ops/node-shared.js')
+    const ac = new AbortController()
+    const events: string[] = []
+    const runner = new StepRunner(
+      [
+        {id: 'a', title: 'first'},
+        {id: 'b', title: 'second'},
+      ],
+      (e) => events.push(`${e.type}:${'step' in e ? e.step : ''}`),
+      ac.signal,
+    )
+    let ranB = false
+    await runner.run('a', async () => {
+      ac.abort()
+      return 'done'
+    })
+    await assert.rejects(
+      runner.run('b', async () => {
+        ranB = true
+      }),
+      (e: unknown) => e instanceof InterruptedError && /interrupted before "second"/.test(e.message) && e.exitCode === 130,
+    )
+    assert.equal(ranB, false)
+    assert.deepEqual(events, ['start:a', 'done:a'])
+    assert.deepEqual(
+      runner.records.map((r) => r.status),
+      ['done', 'pending'],
+    )
+  })
+})

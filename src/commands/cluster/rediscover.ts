@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
+import {waitLockFlag} from '../../ui/flags.js'
 import {InterruptedError, UserError} from '../../lib/errors.js'
 import type {RediscoverPlan, RediscoverResult} from '../../lib/ops/rediscover.js'
 
@@ -76,6 +77,7 @@ Exit status: 0 done; 1 failed (before step 5 nothing was changed; after it, see 
       defaultHelp: async () => '5m',
       helpValue: 'DURATION',
     }),
+    'wait-lock': waitLockFlag(),
   }
 
   public async run(): Promise<RediscoverResult> {
@@ -103,25 +105,14 @@ Exit status: 0 done; 1 failed (before step 5 nothing was changed; after it, see 
     const style = await view.chalkStyle(color)
     const progress = view.createRediscoverProgress({hosts: nodes.map((n) => n.name)})
 
-    const controller = new AbortController()
-    let presses = 0
-    const onSigint = () => {
-      presses++
-      if (presses === 1) {
-        process.stderr.write(
-          '\nInterrupted: stopping after the current step (Ctrl-C again to quit at once)...\n',
-        )
-        controller.abort(new InterruptedError())
-      } else {
-        process.stderr.write(
-          `\nQuit. The hosts may be half way: run \`${this.config.bin} cluster rediscover\` again to complete the rediscovery.\n`,
-        )
-        process.exit(130)
-      }
-    }
-    process.on('SIGINT', onSigint)
-    this.onCleanup(() => {
-      process.removeListener('SIGINT', onSigint)
+    // The last phase each host reached: printed when a second Ctrl-C quits at once.
+    const reached = new Map<string, string>()
+    const signal = this.watchInterrupts({
+      firstMessage: 'stopping after the current step (Ctrl-C again to quit at once)',
+      describe: () => [
+        ...[...reached].map(([host, text]) => `${host}: ${text}`),
+        `the hosts may be half way: run \`${this.config.bin} cluster rediscover\` again to complete the rediscovery`,
+      ],
     })
 
     let result: RediscoverResult
@@ -131,10 +122,15 @@ Exit status: 0 done; 1 failed (before step 5 nothing was changed; after it, see 
         dryRun: this.flags['dry-run'],
         rebootTimeoutMs: this.flags['reboot-timeout'],
         healthTimeoutMs: this.flags['health-timeout'],
-        signal: controller.signal,
+        signal,
+        ...(this.flags['wait-lock'] === undefined ? {} : {waitLockMs: this.flags['wait-lock']}),
+        onWarning: (m) => process.stderr.write(`Warning: ${m}\n`),
         bin: this.config.bin,
         argv: ['cluster', 'rediscover', ...this.argv],
-        onEvent: (e) => progress.onEvent(e),
+        onEvent: (e) => {
+          if (e.type === 'host') reached.set(e.host, `${e.phase} ${e.state}${e.detail ? ` (${e.detail})` : ''}`)
+          progress.onEvent(e)
+        },
         onPlan: async (plan) => {
           await progress.end()
           if (!this.jsonEnabled()) process.stdout.write(`${await view.renderPlan(plan, style)}\n\n`)

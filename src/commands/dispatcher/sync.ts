@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
-import {UserError} from '../../lib/errors.js'
+import {waitLockFlag} from '../../ui/flags.js'
+import {InterruptedError, UserError} from '../../lib/errors.js'
 import type {DispatcherSyncPlan, DispatcherSyncResult} from '../../lib/ops/dispatcher-sync.js'
 
 export default class DispatcherSync extends BaseCommand<typeof DispatcherSync> {
@@ -36,6 +37,10 @@ confirmation possible; 3 some hosts failed.`
 
   static override flags = {
     'dry-run': Flags.boolean({summary: 'Show the diffs and change nothing.'}),
+    'allow-empty': Flags.boolean({
+      summary: 'Write the set even when etcd has no registration (takes every box out of rotation).',
+    }),
+    'wait-lock': waitLockFlag(),
   }
 
   public async run(): Promise<DispatcherSyncResult> {
@@ -56,37 +61,87 @@ confirmation possible; 3 some hosts failed.`
     const color = this.flags.color && !process.env.NO_COLOR
     const hosts = (nodes ?? config.nodes.filter((n) => n.roles.includes('kamailio'))).map((n) => n.name)
 
+    // Ctrl-C: hosts not started yet are left alone, running writes finish; a second one quits at once.
+    const reached = new Map<string, string>()
+    const signal = this.watchInterrupts({
+      describe: () => [
+        ...hosts.map((h) => `${h}: ${reached.get(h) ?? 'not changed'}`),
+        `check with: ${this.config.bin} dispatcher show`,
+      ],
+    })
+    const dryRun = this.flags['dry-run']
+    const started = Date.now()
+    const {commandLine} = await import('../../lib/ops/node-shared.js')
+    // The lock before the plan, so the diff the operator confirms is not raced by another run.
+    const session = await ops.openSyncSession(config, pool, {
+      lock: !dryRun,
+      command: commandLine(this.config.bin, ['dispatcher', 'sync', ...this.argv]),
+      ...(this.flags['wait-lock'] === undefined ? {} : {waitLockMs: this.flags['wait-lock']}),
+      onWarning: (m) => process.stderr.write(`Warning: ${m}\n`),
+    })
+    this.onCleanup(() => session.close())
     const plan = await withHostProgress(
       hosts,
-      (progress) => ops.planDispatcherSync(config, pool, {...(nodes ? {nodes} : {}), progress}),
+      (progress) =>
+        ops.planDispatcherSync(config, pool, {
+          ...(nodes ? {nodes} : {}),
+          progress,
+          etcd: session.etcd,
+          allowEmpty: this.flags['allow-empty'],
+        }),
       {enabled: !json},
     )
     if (!json) process.stdout.write(`${await view.renderSyncPlan(plan, {color})}\n`)
+    if (signal.aborted) throw new InterruptedError('interrupted before any host was changed')
 
     let result: DispatcherSyncResult
     const todo = plan.hosts.filter((h) => h.ok && h.action !== 'none')
-    if (this.flags['dry-run'] || todo.length === 0) {
+    if (dryRun || todo.length === 0) {
       result = ops.dryRunResult(plan)
-      if (!this.flags['dry-run']) result.dryRun = false
+      if (!dryRun) result.dryRun = false
     } else {
       await this.confirm(
         plan,
         todo.map((h) => h.node),
       )
-      const controller = new AbortController()
-      const onSignal = () => controller.abort()
-      process.once('SIGINT', onSignal)
-      this.onCleanup(() => {
-        process.removeListener('SIGINT', onSignal)
-      })
+      if (signal.aborted) throw new InterruptedError('interrupted before any host was changed')
       result = await withHostProgress(
         todo.map((h) => h.node),
-        (progress) => ops.applyDispatcherSync(config, pool, plan, {progress, signal: controller.signal}),
+        (progress) =>
+          ops.applyDispatcherSync(config, pool, plan, {
+            progress: {
+              ...progress,
+              update: (h, t) => {
+                reached.set(h, `${t} (may be half done)`)
+                progress.update(h, t)
+              },
+              succeed: (h, t) => {
+                reached.set(h, t ?? 'done')
+                progress.succeed(h, t)
+              },
+            },
+            signal,
+          }),
         {enabled: !json},
       )
     }
+    const interrupted = signal.aborted
+    const error = interrupted
+      ? new InterruptedError(
+          `dispatcher sync interrupted: ${result.changed.length > 0 ? `changed ${result.changed.join(', ')}` : 'no host changed'}; ${todo.filter((h) => !result.changed.includes(h.node)).map((h) => h.node).join(', ') || 'no host'} left as they were`,
+          [`finish it: ${this.config.bin} dispatcher sync`],
+        )
+      : ops.syncOutcomeError(result)
+    if (!dryRun && todo.length > 0) {
+      await ops.recordSyncHistory(config, session.etcd, result, {
+        argv: ['dispatcher', 'sync', ...this.argv],
+        started,
+        exitCode: error?.exitCode ?? 0,
+        onWarning: (m) => process.stderr.write(`Warning: ${m}\n`),
+      })
+    }
+    await session.close()
     if (!json) process.stdout.write(await view.renderSyncSummary(result, {color}))
-    const error = ops.syncOutcomeError(result)
     if (!error) return result
     if (json) {
       process.exitCode = error.exitCode

@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
+import {waitLockFlag} from '../../ui/flags.js'
 import {HactlError, UserError} from '../../lib/errors.js'
 import type {NodeAddResult} from '../../lib/ops/node-add.js'
 import type {StepProgress} from '../../ui/node-view.js'
@@ -17,7 +18,7 @@ A failure after the inventory step undoes what was done, newest first, and says 
 
 The announce agent runs \`hactl\` on the host; when hactl is not installed there but the host sees this machine's hactl at the same path (the lab), that one runs. --agent-command names another.
 
-Exit status: 0 added; 1 refused or failed (rolled back); 2 usage error, bad input, or a confirmation nobody can give.`
+Exit status: 0 added; 1 refused or failed (rolled back); 2 usage error, bad input, or a confirmation nobody can give; 130 interrupted (Ctrl-C: no step starts after the one running, what was done is rolled back; a second Ctrl-C quits at once).`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> ast5 --host 10.77.0.25',
@@ -43,6 +44,7 @@ Exit status: 0 added; 1 refused or failed (rolled back); 2 usage error, bad inpu
       helpValue: 'COMMAND',
     }),
     'dry-run': Flags.boolean({summary: 'Print the plan and change nothing.'}),
+    'wait-lock': waitLockFlag(),
   }
 
   public async run(): Promise<NodeAddResult> {
@@ -68,6 +70,12 @@ Exit status: 0 added; 1 refused or failed (rolled back); 2 usage error, bad inpu
     const view = await import('../../ui/node-view.js')
     const color = this.flags.color && !process.env.NO_COLOR
     const warn = (m: string) => process.stderr.write(`Warning: ${m}\n`)
+    // The last step reached: printed when a second Ctrl-C quits at once.
+    let reached = 'nothing changed yet'
+    const signal = this.watchInterrupts({
+      firstMessage: 'stopping after the step running now (Ctrl-C again to quit at once)',
+      describe: () => [`${this.args.name}: ${reached}`, `check with: ${bin} status`],
+    })
     let progress: StepProgress | undefined
     let result: NodeAddResult
     try {
@@ -93,6 +101,8 @@ Exit status: 0 added; 1 refused or failed (rolled back); 2 usage error, bad inpu
           ...(this.flags['host-key-fingerprint'] === undefined ? {} : {hostKeyFingerprint: this.flags['host-key-fingerprint']}),
           ...(agentCommand && agentCommand.length > 0 ? {agentCommand} : {}),
           dryRun,
+          signal,
+          ...(this.flags['wait-lock'] === undefined ? {} : {waitLockMs: this.flags['wait-lock']}),
         },
         {
           ...(this.interactive ? {confirmHostKey: view.askTrustHostKey} : {}),
@@ -103,7 +113,12 @@ Exit status: 0 added; 1 refused or failed (rolled back); 2 usage error, bad inpu
             progress = await view.startStepProgress(plan.steps, {enabled: !json, color})
             return true
           },
-          onEvent: (e) => progress?.onEvent(e),
+          onEvent: (e) => {
+            if (e.type === 'start') reached = `"${e.title}" running (may be half done)`
+            else if (e.type === 'done') reached = `step ${e.step} done`
+            else if (e.type === 'fail') reached = `step ${e.step} failed: ${e.detail}`
+            progress?.onEvent(e)
+          },
           onWarning: warn,
         },
       )

@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
+import {waitLockFlag} from '../../ui/flags.js'
 import {HactlError, InterruptedError, UserError} from '../../lib/errors.js'
 import type {DrainRunOutput, DrainRunPlan} from '../../lib/ops/drain.js'
 import type {DrainProgress} from '../../ui/drain-view.js'
@@ -54,12 +55,7 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
       helpValue: 'TEXT',
     }),
     'dry-run': Flags.boolean({summary: 'Print the plan and change nothing.'}),
-    'wait-lock': Flags.custom<number>({
-      summary:
-        'When another hactl run holds the cluster lock, wait this long for it (e.g. 5m) instead of refusing.',
-      helpValue: 'DURATION',
-      parse: async (input) => (await import('../../ui/drain-view.js')).parseTimeoutFlag(input, '--wait-lock'),
-    })(),
+    'wait-lock': waitLockFlag(),
   }
 
   public async run(): Promise<DrainJson> {
@@ -94,24 +90,13 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
     const color = this.flags.color && !process.env.NO_COLOR
     const warn = (m: string) => process.stderr.write(`Warning: ${m}\n`)
 
-    // Ctrl-C stops the wait (the lib returns the state it left); a third one leaves at once.
-    const controller = new AbortController()
-    let signals = 0
-    const onSignal = () => {
-      signals += 1
-      controller.abort()
-      if (signals === 3) {
-        process.stderr.write(
-          `\nInterrupted three times: leaving now. Check the state with: ${bin} status ${nodes.map((n) => n.name).join(' ')}\n`,
-        )
-        process.exit(130)
-      }
-    }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-    this.onCleanup(() => {
-      process.removeListener('SIGINT', onSignal)
-      process.removeListener('SIGTERM', onSignal)
+    // Ctrl-C stops the run after the steps under way (the lib returns the state it left); a second one leaves at once.
+    const tracker = view.drainStateTracker()
+    const signal = this.watchInterrupts({
+      describe: () => [
+        ...tracker.lines(),
+        `check with: ${bin} status ${nodes.map((n) => n.name).join(' ')}`,
+      ],
     })
 
     const ctx = {config, pool, bin, argv: ['node', 'drain', ...this.argv]}
@@ -126,7 +111,7 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
           force,
           ...(reason === undefined ? {} : {reason}),
           dryRun,
-          signal: controller.signal,
+          signal,
           ...(this.flags['wait-lock'] === undefined ? {} : {waitLockMs: this.flags['wait-lock']}),
         },
         {
@@ -138,7 +123,10 @@ Exit status: 0 drained (or nothing to do); 1 failure or timeout, nothing half do
             progress = await view.startDrainProgress(plan, {enabled: !json})
             return true
           },
-          onEvent: (e) => progress?.onEvent(e),
+          onEvent: (e) => {
+            tracker.onEvent(e)
+            progress?.onEvent(e)
+          },
           onWarning: warn,
         },
       )

@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
+import {waitLockFlag} from '../../ui/flags.js'
 import {HactlError, UserError} from '../../lib/errors.js'
 import type {NodeRemoveResult} from '../../lib/ops/node-remove.js'
 import type {StepProgress} from '../../ui/node-view.js'
@@ -17,7 +18,7 @@ The plan is printed and confirmed first (--yes skips the question); --dry-run st
 
 --force also removes a host that does not answer (nothing on it is stopped).
 
-Exit status: 0 removed; 1 refused or failed; 2 usage error, or a confirmation nobody can give.`
+Exit status: 0 removed; 1 refused or failed; 2 usage error, or a confirmation nobody can give; 130 interrupted (Ctrl-C: no step starts after the one running; run it again to finish; a second Ctrl-C quits at once).`
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> ast5',
@@ -37,6 +38,7 @@ Exit status: 0 removed; 1 refused or failed; 2 usage error, or a confirmation no
       parse: async (input) => (await import('../../ui/drain-view.js')).parseTimeoutFlag(input),
     })(),
     'dry-run': Flags.boolean({summary: 'Print the plan and change nothing.'}),
+    'wait-lock': waitLockFlag(),
   }
 
   public async run(): Promise<NodeRemoveResult> {
@@ -59,6 +61,12 @@ Exit status: 0 removed; 1 refused or failed; 2 usage error, or a confirmation no
     const {removeNodeFromCluster} = await import('../../lib/ops/node-remove.js')
     const color = this.flags.color && !process.env.NO_COLOR
     const warn = (m: string) => process.stderr.write(`Warning: ${m}\n`)
+    // The last step reached: printed when a second Ctrl-C quits at once.
+    let reached = 'nothing changed yet'
+    const signal = this.watchInterrupts({
+      firstMessage: 'stopping after the step running now (Ctrl-C again to quit at once)',
+      describe: () => [`${this.args.name}: ${reached}`, `check with: ${bin} status`],
+    })
     let progress: StepProgress | undefined
     let result: NodeRemoveResult
     try {
@@ -68,6 +76,8 @@ Exit status: 0 removed; 1 refused or failed; 2 usage error, or a confirmation no
           name: this.args.name,
           force: this.flags.force,
           dryRun,
+          signal,
+          ...(this.flags['wait-lock'] === undefined ? {} : {waitLockMs: this.flags['wait-lock']}),
           ...(this.flags.timeout === undefined ? {} : {drainTimeoutMs: this.flags.timeout}),
         },
         {
@@ -78,7 +88,12 @@ Exit status: 0 removed; 1 refused or failed; 2 usage error, or a confirmation no
             progress = await view.startStepProgress(plan.steps, {enabled: !json, color})
             return true
           },
-          onEvent: (e) => progress?.onEvent(e),
+          onEvent: (e) => {
+            if (e.type === 'start') reached = `"${e.title}" running (may be half done)`
+            else if (e.type === 'done') reached = `step ${e.step} done`
+            else if (e.type === 'fail') reached = `step ${e.step} failed: ${e.detail}`
+            progress?.onEvent(e)
+          },
           onDrainEvent: (e) => progress?.onDrainEvent(e),
           onWarning: warn,
         },

@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
+import {waitLockFlag} from '../../ui/flags.js'
 import {HactlError, InterruptedError} from '../../lib/errors.js'
 import type {DrainRunOutput, DrainRunPlan} from '../../lib/ops/drain.js'
 import type {DrainProgress} from '../../ui/drain-view.js'
@@ -39,12 +40,7 @@ Exit status: 0 back in service (or nothing to do); 1 failure; 2 usage or config 
       parse: async (input) => (await import('../../ui/drain-view.js')).parseTimeoutFlag(input),
     })(),
     'dry-run': Flags.boolean({summary: 'Print the plan and change nothing.'}),
-    'wait-lock': Flags.custom<number>({
-      summary:
-        'When another hactl run holds the cluster lock, wait this long for it (e.g. 5m) instead of refusing.',
-      helpValue: 'DURATION',
-      parse: async (input) => (await import('../../ui/drain-view.js')).parseTimeoutFlag(input, '--wait-lock'),
-    })(),
+    'wait-lock': waitLockFlag(),
   }
 
   public async run(): Promise<UndrainJson> {
@@ -63,13 +59,9 @@ Exit status: 0 back in service (or nothing to do); 1 failure; 2 usage or config 
     const {undrainNodes} = await import('../../lib/ops/drain.js')
     const color = this.flags.color && !process.env.NO_COLOR
 
-    const controller = new AbortController()
-    const onSignal = () => controller.abort()
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-    this.onCleanup(() => {
-      process.removeListener('SIGINT', onSignal)
-      process.removeListener('SIGTERM', onSignal)
+    const tracker = view.drainStateTracker()
+    const signal = this.watchInterrupts({
+      describe: () => [...tracker.lines(), `check with: ${bin} status ${nodes.map((n) => n.name).join(' ')}`],
     })
 
     let progress: DrainProgress | undefined
@@ -81,7 +73,7 @@ Exit status: 0 back in service (or nothing to do); 1 failure; 2 usage or config 
           nodes,
           timeoutMs: this.flags.timeout ?? 120_000,
           dryRun,
-          signal: controller.signal,
+          signal,
           ...(this.flags['wait-lock'] === undefined ? {} : {waitLockMs: this.flags['wait-lock']}),
         },
         {
@@ -91,7 +83,10 @@ Exit status: 0 back in service (or nothing to do); 1 failure; 2 usage or config 
               progress = await view.startDrainProgress(plan, {enabled: !json})
             return true
           },
-          onEvent: (e) => progress?.onEvent(e),
+          onEvent: (e) => {
+            tracker.onEvent(e)
+            progress?.onEvent(e)
+          },
           onWarning: (m) => process.stderr.write(`Warning: ${m}\n`),
         },
       )

@@ -1,4 +1,5 @@
 import type {HactlConfig, ResolvedNode} from '../config/load.js'
+import type {EtcdHandle} from '../etcd/client.js'
 import {HactlError, HostError, PartialFailureError} from '../errors.js'
 import type {DispatcherTarget} from '../facts/kamailio.js'
 import type {SshPool} from '../ssh/pool.js'
@@ -84,6 +85,62 @@ export interface DispatcherSyncOptions {
   /** How long to keep retrying a reload that Kamailio refuses as "Ongoing reload". Default 8 s. */
   reloadRetryMs?: number
   signal?: AbortSignal
+  /** An open etcd handle (the one holding the cluster lock); default: open one for the read. */
+  etcd?: EtcdHandle
+  /** Push a list with no destination in the set (every box out of rotation). Default: refuse. */
+  allowEmpty?: boolean
+}
+
+/** The etcd handle for a run, and the cluster lock when the run changes something. */
+export interface SyncSession {
+  etcd: EtcdHandle
+  /** Release the lock (if taken) and close the handle. Idempotent. */
+  close(): Promise<void>
+}
+
+/**
+ * Open etcd for a sync run and, unless `lock` is false (a dry run), take the cluster lock first, so
+ * that the plan the operator confirms is not raced by another hactl run (issue 9).
+ */
+export async function openSyncSession(
+  config: HactlConfig,
+  pool: SshPool,
+  opts: {lock: boolean; command: string; waitLockMs?: number; onWarning?: (m: string) => void},
+): Promise<SyncSession> {
+  const etcd = await openClusterEtcd(config, pool)
+  let lock: {release(): Promise<void>} | undefined
+  try {
+    if (opts.lock) {
+      const {takeClusterLock} = await import('./node-shared.js')
+      lock = await takeClusterLock(config, etcd, opts.command, opts.onWarning, opts.waitLockMs ?? 0)
+    }
+  } catch (error) {
+    await etcd.close().catch(() => undefined)
+    throw error
+  }
+  let closed: Promise<void> | undefined
+  return {
+    etcd,
+    close: () =>
+      (closed ??= (async () => {
+        try {
+          await lock?.release()
+        } catch (error) {
+          opts.onWarning?.(`could not release the cluster lock: ${(error as Error).message}`)
+        }
+        await etcd.close().catch(() => undefined)
+      })()),
+  }
+}
+
+async function openClusterEtcd(config: HactlConfig, pool: SshPool): Promise<EtcdHandle> {
+  const {openEtcd} = await import('../etcd/client.js')
+  const etcdNode = config.nodes.find((n) => n.roles.includes('etcd'))
+  return openEtcd(config, {
+    ...(config.etcd.via === 'ssh' && etcdNode
+      ? {tunnel: (h: string, p: number) => pool.forwardOut(etcdNode, h, p)}
+      : {}),
+  })
 }
 
 const MARK = '@@hactl-sync:'
@@ -232,7 +289,21 @@ export async function planDispatcherSync(
   const prefixes = {asterisk: config.etcd.prefixes.asterisk, maintenance: config.etcd.prefixes.maintenance}
   const setId = config.kamailio.setId
   for (const n of nodes) opts.progress?.update(n.name, 'reading the registrations from etcd')
-  const rendered = await readAndRender(config, pool, setId)
+  const rendered = await readAndRender(config, pool, setId, opts.etcd)
+  if (rendered.destinations.length === 0 && !opts.allowEmpty) {
+    // An empty etcd (a rediscover run with --no-restore, agents not running yet) must not take
+    // every box out of rotation by accident.
+    for (const n of nodes) opts.progress?.fail(n.name, 'not read: no registrations')
+    throw new HactlError(
+      `etcd has no Asterisk registration under ${prefixes.asterisk}: refusing to render an empty set ${setId}, which would take every box out of rotation; nothing was changed`,
+      {
+        suggestions: [
+          'check that the announce agents run on the Asterisk boxes: hactl status',
+          'to empty the set on purpose: hactl dispatcher sync --allow-empty',
+        ],
+      },
+    )
+  }
 
   const hosts = await Promise.all(
     nodes.map(async (node): Promise<SyncHostPlan> => {
@@ -289,16 +360,11 @@ async function readAndRender(
   config: HactlConfig,
   pool: SshPool,
   setId: number,
+  given?: EtcdHandle,
 ): Promise<{text: string; destinations: WantedDestination[]; warnings: string[]}> {
-  const {openEtcd} = await import('../etcd/client.js')
   const {readRegistrationSnapshot} = await import('../etcd/registrations.js')
   const {renderSnapshot} = await import('../agent/dispatcher-agent.js')
-  const etcdNode = config.nodes.find((n) => n.roles.includes('etcd'))
-  const handle = await openEtcd(config, {
-    ...(config.etcd.via === 'ssh' && etcdNode
-      ? {tunnel: (h: string, p: number) => pool.forwardOut(etcdNode, h, p)}
-      : {}),
-  })
+  const handle = given ?? (await openClusterEtcd(config, pool))
   try {
     const snap = await readRegistrationSnapshot(handle, [
       config.etcd.prefixes.asterisk,
@@ -321,7 +387,7 @@ async function readAndRender(
       warnings: [...rendered.warnings, ...invalid],
     }
   } finally {
-    await handle.close()
+    if (!given) await handle.close()
   }
 }
 
@@ -469,4 +535,32 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       {once: true},
     )
   })
+}
+
+/** The history entry of an applied sync (issue 9): one result per Kamailio host. Never throws. */
+export async function recordSyncHistory(
+  config: HactlConfig,
+  etcd: EtcdHandle | undefined,
+  result: DispatcherSyncResult,
+  run: {argv: string[]; started: number; exitCode: number; onWarning?: (m: string) => void},
+): Promise<void> {
+  const {recordRunHistory} = await import('./node-shared.js')
+  await recordRunHistory(
+    config,
+    etcd,
+    {
+      argv: run.argv,
+      plan: result.hosts.map((h) => `${h.node}: ${h.ok ? h.action : `not read (${h.error?.message.split('\n')[0] ?? 'failed'})`}`),
+      started: run.started,
+      exitCode: run.exitCode,
+      results: result.hosts.map((h) => ({
+        node: h.node,
+        ok: h.ok,
+        detail: h.ok
+          ? [h.written ? 'written' : '', h.reloaded ? 'reloaded' : '', h.verified ? 'verified' : ''].filter(Boolean).join(', ') || 'in step'
+          : (h.error?.message.split('\n')[0] ?? 'failed'),
+      })),
+    },
+    run.onWarning,
+  ).catch((e: unknown) => run.onWarning?.(`history not written: ${(e as Error).message}`))
 }

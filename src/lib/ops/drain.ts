@@ -572,7 +572,12 @@ async function runOperation(
       .map((a) => shellQuote(a))
       .join(' ')
     // A dry run changes nothing, so it need not wait for (or block) anyone else's run.
-    if (!opts.dryRun) lock = await takeLock(ctx, etcd, command, opts.waitLockMs ?? 0, hooks)
+    // One drain or undrain at a time in the whole cluster: two operators draining the last two
+    // boxes must not both pass the guard.
+    if (!opts.dryRun) {
+      const {takeClusterLock} = await import('./node-shared.js')
+      lock = await takeClusterLock(ctx.config, etcd, command, hooks.onWarning, opts.waitLockMs ?? 0)
+    }
     const state: RunState = {
       ctx,
       opts,
@@ -1232,6 +1237,16 @@ async function applyUndrain(
   }
   try {
     for (const step of steps) {
+      // Ctrl-C is honoured between steps, except before clearing the mark of a box just put back
+      // in rotation (quick, and a box in rotation but marked is a needless half state).
+      if (opts.signal?.aborted && step.kind !== 'clear-mark') {
+        const msg =
+          step === steps[0]
+            ? `interrupted before anything changed on ${node.name}`
+            : `interrupted before ${step.kind}; ${node.name} stays out of rotation, marked ${mark ?? 'nothing'}, Asterisk ${asterisk}`
+        report.skipRest(step === steps[0] ? undefined : report.step, 'interrupted')
+        return result('interrupted', msg)
+      }
       report.start(step.kind)
       switch (step.kind) {
         case 'start': {
@@ -1306,27 +1321,6 @@ async function applyUndrain(
 
 // ---------------------------------------------------------------------------------------------
 // Lock and history
-
-/** One drain or undrain at a time in the whole cluster: two operators draining the last two boxes must not both pass the guard. */
-async function takeLock(
-  ctx: DrainContext,
-  etcd: EtcdHandle,
-  command: string,
-  waitMs: number,
-  hooks: DrainHooks,
-): Promise<{release(): Promise<void>}> {
-  const {acquireClusterLock, describeHolder, lockHolder} = await import('../etcd/lock.js')
-  return acquireClusterLock(etcd, {
-    key: ctx.config.etcd.prefixes.lock,
-    holder: lockHolder(command),
-    waitMs,
-    onWait: (holder, raw) =>
-      hooks.onWarning?.(
-        `waiting up to ${formatMs(waitMs)} for the cluster lock: ${describeHolder(holder, raw)}`,
-      ),
-    onLost: (e) => hooks.onWarning?.(`lost the cluster lock (${e.message}); another run may start meanwhile`),
-  })
-}
 
 async function recordHistory(
   run: RunState,

@@ -21,6 +21,8 @@ export interface ExecSummary {
   ok: number
   failed: number
   durationMs: number
+  /** Ctrl-C came: hosts not started by then were not run (their error kind is `interrupted`). */
+  interrupted?: boolean
 }
 
 export interface ExecOutcome {
@@ -36,6 +38,8 @@ export interface ExecOptions {
   /** Default: ssh.commandTimeout. */
   timeoutMs?: number
   timeoutName?: string
+  /** Ctrl-C: hosts not started yet are not run; running commands finish or time out. */
+  signal?: AbortSignal
 }
 
 /**
@@ -59,9 +63,12 @@ export async function execOnNodes(
       ok,
       failed: results.length - ok,
       durationMs: Math.round(performance.now() - started),
+      ...(opts.signal?.aborted ? {interrupted: true} : {}),
     },
   }
 }
+
+class NotRun extends Error {}
 
 async function execOne(
   pool: Pick<SshPool, 'connect' | 'run'>,
@@ -72,8 +79,11 @@ async function execOne(
   const started = performance.now()
   let result: ExecHostResult
   try {
+    if (opts.signal?.aborted) throw new NotRun()
     opts.onUpdate?.({node: node.name, state: 'connecting'})
     await pool.connect(node)
+    // The pool lets a bounded number of hosts in at a time: one still waiting has not started.
+    if (opts.signal?.aborted) throw new NotRun()
     opts.onUpdate?.({node: node.name, state: 'running'})
     const r = await pool.run(node, command, {
       check: false,
@@ -100,19 +110,23 @@ async function execOne(
       stdout: '',
       stderr: '',
       durationMs: Math.round(performance.now() - started),
-      error: {
-        kind: err instanceof HostError ? err.kind : 'internal',
-        message: err.message,
-        suggestions: err instanceof HostError ? err.suggestions : [],
-      },
+      error:
+        err instanceof NotRun
+          ? {kind: 'interrupted', message: `${node.name}: not run (interrupted)`, suggestions: []}
+          : {
+              kind: err instanceof HostError ? err.kind : 'internal',
+              message: err.message,
+              suggestions: err instanceof HostError ? err.suggestions : [],
+            },
     }
   }
   opts.onUpdate?.({node: node.name, state: 'done', result})
   return result
 }
 
-/** 0 when every host succeeded, 3 (partial) when some did, 1 when none did. */
+/** 130 after Ctrl-C; else 0 when every host succeeded, 3 (partial) when some did, 1 when none did. */
 export function execExitCode(summary: ExecSummary): number {
+  if (summary.interrupted) return ExitCode.interrupted
   if (summary.failed === 0) return ExitCode.ok
   return summary.ok > 0 ? ExitCode.partial : ExitCode.failure
 }

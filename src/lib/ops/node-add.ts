@@ -10,7 +10,7 @@ import {etcdEndpoints, expandHome, parseConfig, type HactlConfig, type ResolvedN
 import {ROLES, type NodeInput, type Role} from '../config/schema.js'
 import type {EtcdHandle} from '../etcd/client.js'
 import type {EtcdClusterHealth} from '../etcd/health.js'
-import {ExitCode, formatMs, HactlError, HostError, UserError} from '../errors.js'
+import {ExitCode, formatMs, HactlError, HostError, HostKeyMismatchError, InterruptedError, UserError} from '../errors.js'
 import type {SshPool, SshPoolOptions} from '../ssh/pool.js'
 import {sh} from '../ssh/quote.js'
 import {hostRequirements, probeHostFacts, type HostFacts, type HostFactsRequest, type Requirement} from './host-facts.js'
@@ -75,6 +75,10 @@ export interface NodeAddRequest {
   promoteTimeoutMs?: number
   /** How long to wait for every Kamailio to list the box active (default 60 s). */
   activeTimeoutMs?: number
+  /** Ctrl-C: no step starts after it; what was done is rolled back; exit 130. */
+  signal?: AbortSignal
+  /** `--wait-lock`: wait this long for another run's cluster lock instead of refusing. */
+  waitLockMs?: number
 }
 
 export interface NodeAddContext {
@@ -164,8 +168,9 @@ export class NodeAddError extends HactlError {
     message: string,
     readonly result: NodeAddResult,
     suggestions: string[],
+    exitCode?: number,
   ) {
-    super(message, {suggestions})
+    super(message, {suggestions, ...(exitCode === undefined ? {} : {exitCode})})
   }
 }
 
@@ -599,8 +604,24 @@ export async function probeHostKey(config: HactlConfig, node: ResolvedNode, pool
     return {info: {host: node.host, port: node.port, type: offered.type, fingerprint: offered.fingerprint, known, knownHostsFile: realFile}, name, key, pool, close}
   } catch (error) {
     await close()
-    throw error
+    throw inRealKnownHosts(error, tmpFile, realFile)
   }
+}
+
+/**
+ * The probe's errors name its temporary copy of known_hosts; the operator must see (and fix) the
+ * real file. The copy has the same bytes, so line numbers hold.
+ */
+function inRealKnownHosts(error: unknown, tmpFile: string, realFile: string): unknown {
+  if (!(error instanceof HostError) || !`${error.message}\n${error.suggestions.join('\n')}`.includes(tmpFile)) return error
+  if (error instanceof HostKeyMismatchError) {
+    return new HostKeyMismatchError(error.host, {expected: error.expected, actual: error.actual, file: realFile, line: error.line})
+  }
+  return new HostError(error.kind, error.host, error.message.replaceAll(tmpFile, realFile), {
+    suggestions: error.suggestions.map((x) => x.replaceAll(tmpFile, realFile)),
+    exitCode: error.exitCode,
+    cause: error,
+  })
 }
 
 /** Decide whether to trust the probed key; throws when it is not trusted (nothing changed). */
@@ -732,7 +753,7 @@ export async function addNodeToCluster(ctx: NodeAddContext, req: NodeAddRequest,
     // etcd holds the lock and the history even when the new node has nothing to do with it.
     const needsEtcd = node.roles.includes('etcd') || node.roles.includes('asterisk') || etcdEndpoints(config).length > 0
     etcd = needsEtcd ? await openClusterEtcd(config, pool) : undefined
-    if (etcd && !req.dryRun) lock = await takeClusterLock(config, etcd, commandLine(bin, argv), warn)
+    if (etcd && !req.dryRun) lock = await takeClusterLock(config, etcd, commandLine(bin, argv), warn, req.waitLockMs)
     const kams = config.nodes.filter((n) => n.roles.includes('kamailio'))
     let sipIp: string | undefined
     if (node.roles.includes('asterisk')) {
@@ -781,9 +802,10 @@ export async function addNodeToCluster(ctx: NodeAddContext, req: NodeAddRequest,
     }
     const go = await hooks.onPlan?.(plan)
     if (go === false) return {...base, cancelled: true, durationMs: Date.now() - started}
+    if (req.signal?.aborted) throw new InterruptedError(`node add ${node.name} interrupted before anything changed`)
 
     // 4. Apply.
-    const runner = new StepRunner(plan.steps, hooks.onEvent)
+    const runner = new StepRunner(plan.steps, hooks.onEvent, req.signal)
     const undo = new UndoStack()
     const result: NodeAddResult = {...base, steps: runner.records}
     try {
@@ -796,18 +818,27 @@ export async function addNodeToCluster(ctx: NodeAddContext, req: NodeAddRequest,
       result.durationMs = Date.now() - started
       const failedUndo = rolledBack.filter((o) => !o.ok)
       const failedStep = runner.records.find((r) => r.status === 'failed')
+      const interrupted = error instanceof InterruptedError
       const msg =
-        `node add ${node.name} failed at "${failedStep?.title ?? '?'}": ${firstLine(error)}; ` +
+        (interrupted
+          ? `node add ${node.name} ${firstLine(error)}; `
+          : `node add ${node.name} failed at "${failedStep?.title ?? '?'}": ${firstLine(error)}; `) +
         (failedUndo.length === 0
           ? rolledBack.length > 0
             ? 'rolled back: everything done was undone'
             : 'nothing had been changed'
           : `rolled back, except: ${failedUndo.map((o) => `${o.title} (${o.error ?? 'failed'})`).join('; ')}; these are left to undo by hand`)
-      await recordNodeHistory(config, etcd, {argv, plan: addPlanLines(plan), started, exitCode: ExitCode.failure, node: node.name, ok: false, detail: msg}, warn).catch(() => undefined)
-      throw new NodeAddError(msg, result, [
-        ...(error instanceof HactlError ? error.suggestions : []),
-        ...(failedUndo.length > 0 ? [`see what is left: ${bin} status`] : [`fix the cause, then run the same command again`]),
-      ])
+      const exitCode = interrupted ? ExitCode.interrupted : ExitCode.failure
+      await recordNodeHistory(config, etcd, {argv, plan: addPlanLines(plan), started, exitCode, node: node.name, ok: false, detail: msg}, warn).catch(() => undefined)
+      throw new NodeAddError(
+        msg,
+        result,
+        [
+          ...(error instanceof HactlError ? error.suggestions : []),
+          ...(failedUndo.length > 0 ? [`see what is left: ${bin} status`] : [interrupted ? `run the same command again to add it` : `fix the cause, then run the same command again`]),
+        ],
+        exitCode,
+      )
     }
     result.durationMs = Date.now() - started
     await recordNodeHistory(config, etcd, {argv, plan: addPlanLines(plan), started, exitCode: 0, node: node.name, ok: true, detail: `added in ${formatMs(result.durationMs)}`}, warn).catch((e: unknown) => warn(`history not written: ${firstLine(e)}`))

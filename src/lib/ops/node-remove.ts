@@ -5,7 +5,7 @@ import {removeNode} from '../config/edit.js'
 import {etcdEndpoints, type HactlConfig, type ResolvedNode} from '../config/load.js'
 import type {EtcdHandle} from '../etcd/client.js'
 import type {EtcdClusterHealth, EtcdMemberHealth} from '../etcd/health.js'
-import {ExitCode, formatMs, HactlError, HostError, UserError} from '../errors.js'
+import {ExitCode, formatMs, HactlError, HostError, InterruptedError, UserError} from '../errors.js'
 import type {SshPool} from '../ssh/pool.js'
 import {sh} from '../ssh/quote.js'
 import type {CapacityCheck} from './capacity.js'
@@ -51,6 +51,10 @@ export interface NodeRemoveRequest {
   dryRun?: boolean
   /** How long the drain waits for the calls to end (default asterisk.drainTimeout). */
   drainTimeoutMs?: number
+  /** Ctrl-C: the drain step stops as drain does; no later step starts; exit 130. */
+  signal?: AbortSignal
+  /** `--wait-lock`: wait this long for another run's cluster lock instead of refusing. */
+  waitLockMs?: number
 }
 
 export interface NodeRemoveContext {
@@ -107,8 +111,9 @@ export class NodeRemoveError extends HactlError {
     message: string,
     readonly result: NodeRemoveResult,
     suggestions: string[],
+    exitCode?: number,
   ) {
-    super(message, {suggestions})
+    super(message, {suggestions, ...(exitCode === undefined ? {} : {exitCode})})
   }
 }
 
@@ -380,7 +385,8 @@ export async function removeNodeFromCluster(ctx: NodeRemoveContext, req: NodeRem
     const go = await hooks.onPlan?.(plan)
     if (go === false) return {...base, cancelled: true, durationMs: Date.now() - started}
 
-    const runner = new StepRunner(plan.steps, hooks.onEvent)
+    if (req.signal?.aborted) throw new InterruptedError(`node remove ${node.name} interrupted before anything changed`)
+    const runner = new StepRunner(plan.steps, hooks.onEvent, req.signal)
     const result: NodeRemoveResult = {...base, steps: runner.records}
     const has = (id: NodeRemoveStepId) => plan.steps.some((s) => s.id === id)
     try {
@@ -389,17 +395,23 @@ export async function removeNodeFromCluster(ctx: NodeRemoveContext, req: NodeRem
           const {drainNodes} = await import('./drain.js')
           const out = await drainNodes(
             {config, pool, bin, argv: ['node', 'drain', node.name]},
-            {nodes: [node], timeoutMs: req.drainTimeoutMs ?? config.asterisk.drainTimeout},
+            {
+              nodes: [node],
+              timeoutMs: req.drainTimeoutMs ?? config.asterisk.drainTimeout,
+              ...(req.signal ? {signal: req.signal} : {}),
+              ...(req.waitLockMs === undefined ? {} : {waitLockMs: req.waitLockMs}),
+            },
             {...(hooks.onDrainEvent ? {onEvent: hooks.onDrainEvent} : {}), onWarning: warn},
           )
           const r = out.result?.nodes[0]
+          if (r?.outcome === 'interrupted') throw new InterruptedError(`interrupted while draining: ${r.message}`)
           if (!r || (r.outcome !== 'drained' && r.outcome !== 'nothing-to-do')) {
             throw new HactlError(`the drain of ${node.name} did not finish: ${r?.message ?? 'no result'}`, {suggestions: r?.error?.suggestions ?? []})
           }
           return r.message
         })
       }
-      if (etcd) lock = await takeClusterLock(config, etcd, commandLine(bin, argv), warn)
+      if (etcd) lock = await takeClusterLock(config, etcd, commandLine(bin, argv), warn, req.waitLockMs)
 
       if (has('etcd-remove') && plan.etcd && etcd) {
         await runner.run('etcd-remove', async () => {
@@ -491,12 +503,19 @@ export async function removeNodeFromCluster(ctx: NodeRemoveContext, req: NodeRem
       const done = runner.records.filter((r) => r.status === 'done').map((r) => r.title)
       const left = runner.records.filter((r) => r.status !== 'done').map((r) => r.title)
       const failed = runner.records.find((r) => r.status === 'failed')
-      const msg = `node remove ${node.name} failed at "${failed?.title ?? '?'}": ${firstLine(error)}; done: ${done.length > 0 ? done.join('; ') : 'nothing'}; left: ${left.join('; ')}`
-      await recordNodeHistory(config, etcd, {argv, plan: removePlanLines(plan), started, exitCode: ExitCode.failure, node: node.name, ok: false, detail: msg}, warn).catch(() => undefined)
-      throw new NodeRemoveError(msg, result, [
-        ...(error instanceof HactlError ? error.suggestions : []),
-        `fix the cause, then finish the removal (done steps are skipped): ${bin} node remove ${node.name}${req.force ? ' --force' : ''}`,
-      ])
+      const interrupted = error instanceof InterruptedError
+      const msg = `node remove ${node.name} ${interrupted ? firstLine(error) : `failed at "${failed?.title ?? '?'}": ${firstLine(error)}`}; done: ${done.length > 0 ? done.join('; ') : 'nothing'}; left: ${left.join('; ')}`
+      const exitCode = interrupted ? ExitCode.interrupted : ExitCode.failure
+      await recordNodeHistory(config, etcd, {argv, plan: removePlanLines(plan), started, exitCode, node: node.name, ok: false, detail: msg}, warn).catch(() => undefined)
+      throw new NodeRemoveError(
+        msg,
+        result,
+        [
+          ...(error instanceof HactlError && !interrupted ? error.suggestions : []),
+          `${interrupted ? 'finish' : 'fix the cause, then finish'} the removal (done steps are skipped): ${bin} node remove ${node.name}${req.force ? ' --force' : ''}`,
+        ],
+        exitCode,
+      )
     }
     result.ok = true
     result.durationMs = Date.now() - started

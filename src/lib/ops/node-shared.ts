@@ -1,6 +1,6 @@
 import type {HactlConfig, ResolvedNode} from '../config/load.js'
 import type {EtcdHandle} from '../etcd/client.js'
-import {HactlError, HostError} from '../errors.js'
+import {formatMs, HactlError, HostError, InterruptedError} from '../errors.js'
 import type {SshPool} from '../ssh/pool.js'
 import {sh, shellQuote} from '../ssh/quote.js'
 
@@ -335,6 +335,8 @@ export class StepRunner {
   constructor(
     steps: ReadonlyArray<{id: string; title: string}>,
     private readonly onEvent: (e: NodeOpEvent) => void = () => {},
+    /** Ctrl-C: no step starts once it is aborted (run throws InterruptedError instead). */
+    private readonly signal?: AbortSignal,
   ) {
     this.records = steps.map((s) => ({id: s.id, title: s.title, status: 'pending' as const}))
   }
@@ -343,6 +345,7 @@ export class StepRunner {
   async run(id: string, fn: (update: (text: string) => void) => Promise<string | void>): Promise<void> {
     const rec = this.records.find((r) => r.id === id)
     if (!rec) throw new Error(`bug: no step ${id}`)
+    if (this.signal?.aborted) throw new InterruptedError(`interrupted before "${rec.title}"`)
     const started = Date.now()
     this.onEvent({type: 'start', step: id, title: rec.title})
     try {
@@ -379,16 +382,24 @@ export class StepRunner {
   }
 }
 
+/**
+ * Take the cluster lock for a mutating run (issue 9): refused at once when another run holds it,
+ * or, with `waitMs` (`--wait-lock`), waited for with one warning per holder seen.
+ */
 export async function takeClusterLock(
   config: HactlConfig,
   etcd: EtcdHandle,
   command: string,
   onWarning?: (m: string) => void,
+  waitMs = 0,
 ): Promise<{release(): Promise<void>}> {
-  const {acquireClusterLock, lockHolder} = await import('../etcd/lock.js')
+  const {acquireClusterLock, describeHolder, lockHolder} = await import('../etcd/lock.js')
   return acquireClusterLock(etcd, {
     key: config.etcd.prefixes.lock,
     holder: lockHolder(command.length > 4096 ? `${command.slice(0, 4093)}...` : command),
+    waitMs,
+    onWait: (holder, raw) =>
+      onWarning?.(`waiting up to ${formatMs(waitMs)} for the cluster lock: ${describeHolder(holder, raw)}`),
     onLost: (e) => onWarning?.(`lost the cluster lock (${e.message}); another run may start meanwhile`),
   })
 }
@@ -399,10 +410,20 @@ export async function recordNodeHistory(
   entry: {argv: string[]; plan: string[]; started: number; exitCode: number; node: string; ok: boolean; detail: string},
   onWarning?: (m: string) => void,
 ): Promise<void> {
+  return recordRunHistory(config, etcd, {...entry, results: [{node: entry.node, ok: entry.ok, detail: entry.detail}]}, onWarning)
+}
+
+/** One history entry (local file, and etcd when a handle is given) for a mutating run; never throws. */
+export async function recordRunHistory(
+  config: HactlConfig,
+  etcd: EtcdHandle | undefined,
+  entry: {argv: string[]; plan: string[]; started: number; exitCode: number; results: Array<{node: string; ok: boolean; detail: string}>},
+  onWarning?: (m: string) => void,
+): Promise<void> {
   const {appendHistory, startHistoryEntry, finishHistoryEntry} = await import('../history.js')
   const e = finishHistoryEntry(startHistoryEntry({cluster: config.cluster, argv: entry.argv, plan: entry.plan, at: new Date(entry.started)}), {
     exitCode: entry.exitCode,
-    results: [{node: entry.node, ok: entry.ok, detail: entry.detail}],
+    results: entry.results,
   })
   const r = await appendHistory(e, etcd ? {etcd: {handle: etcd, prefix: config.etcd.prefixes.history}} : {})
   if (r.fileError) onWarning?.(`history not written to ${r.file}: ${r.fileError}`)

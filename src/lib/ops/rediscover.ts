@@ -174,6 +174,10 @@ export interface RediscoverOptions extends RediscoverInputs {
   bin?: string
   /** For the history entry: the command line after the program name. */
   argv?: string[]
+  /** Wait this long for another run's cluster lock (`--wait-lock`); default: refuse at once. */
+  waitLockMs?: number
+  /** Non-fatal news while planning (waiting for the lock). */
+  onWarning?: (message: string) => void
   /** For tests. */
   fetchImpl?: typeof fetch
 }
@@ -924,11 +928,15 @@ export async function rediscoverCluster(
     lockNote.note = plan.lock.note
     // The lock first, so the plan the operator confirms is not raced by another hactl run.
     if (plan.lock.take && handle && !opts.dryRun) {
-      const {acquireClusterLock, lockHolder} = await import('../etcd/lock.js')
+      const {acquireClusterLock, describeHolder, lockHolder} = await import('../etcd/lock.js')
+      const waitMs = opts.waitLockMs ?? 0
       try {
         lock = await acquireClusterLock(handle, {
           key: config.etcd.prefixes.lock,
           holder: lockHolder(`${ctx.bin} ${(opts.argv ?? ['cluster', 'rediscover']).join(' ')}`),
+          waitMs,
+          onWait: (holder, raw) =>
+            opts.onWarning?.(`waiting up to ${formatMs(waitMs)} for the cluster lock: ${describeHolder(holder, raw)}`),
         })
         lockNote.held = true
       } catch (error) {
@@ -1311,6 +1319,7 @@ async function applyPlan(
     }
   })
 
+  if (ctx.signal?.aborted) throw interrupted('wait-ssh')
   // Wait for etcd: N healthy members, one leader, and not the old cluster.
   const health = await timed('wait-etcd', async () => {
     ctx.emit({type: 'phase', phase: 'wait-etcd', state: 'start', detail: `members joined 0/${plan.size}`})
@@ -1337,10 +1346,12 @@ async function applyPlan(
         state: 'failed',
         detail: firstLine((error as Error).message),
       })
-      if (error instanceof InterruptedError) throw interrupted('wait-ssh')
+      if (error instanceof InterruptedError) throw interrupted('wait-etcd')
       throw incomplete(firstLine((error as Error).message), error)
     }
   })
+  // Ctrl-C stops before the next step: the restore runs again (from the pending dump) on the next run.
+  if (ctx.signal?.aborted) throw interrupted('wait-etcd')
 
   // Restore, history, and the end of the pending record: all against the new cluster.
   let restore: Applied['restore']

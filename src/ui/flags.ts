@@ -1,0 +1,12 @@
+import {Flags} from '@oclif/core'
+
+/**
+ * `--wait-lock DURATION`, shared by every command that takes the cluster lock: wait this long for
+ * another run's lock instead of refusing at once.
+ */
+export const waitLockFlag = () =>
+  Flags.custom<number>({
+    summary: 'When another hactl run holds the cluster lock, wait this long for it (e.g. 5m) instead of refusing.',
+    helpValue: 'DURATION',
+    parse: async (input) => (await import('./drain-view.js')).parseTimeoutFlag(input, '--wait-lock'),
+  })()
