@@ -110,7 +110,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * SIGINT/SIGTERM for a command that changes the cluster (issue 9): the first one aborts the
    * returned signal (the operation stops starting new steps, lets running remote commands finish or
    * time out, releases the lock and reports each host's state; exit 130); the second one leaves at
-   * once, printing `describe()`'s lines. The listeners go with the command's cleanup.
+   * once, printing `describe()`'s lines.
    */
   protected watchInterrupts(opts: {describe?: () => string[]; firstMessage?: string} = {}): AbortSignal {
     const watch = watchInterrupts({
@@ -119,7 +119,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       ...(opts.describe ? {describe: opts.describe} : {}),
       ...(opts.firstMessage ? {firstMessage: opts.firstMessage} : {}),
     })
-    this.onCleanup(() => watch.dispose())
+    // Not disposed with the cleanup: a second Ctrl-C while the command closes its connections must
+    // still quit with 130 and the known state, not die by the signal.
     return watch.signal
   }
 

@@ -2,7 +2,7 @@
  * Human output of `hactl dispatcher sync` and `hactl dispatcher show`.
  */
 import type {DispatcherShowResult} from '../lib/ops/dispatcher-show.js'
-import type {DispatcherSyncPlan, DispatcherSyncResult} from '../lib/ops/dispatcher-sync.js'
+import {hostErrorLine, type DispatcherSyncPlan, type DispatcherSyncResult} from '../lib/ops/dispatcher-sync.js'
 import {renderTable} from './table.js'
 
 interface Style {
@@ -61,7 +61,7 @@ export async function renderSyncPlan(plan: DispatcherSyncPlan, opts: {color: boo
   out.push('')
   for (const h of plan.hosts) {
     if (!h.ok) {
-      out.push(`${s.bold(h.node)}: ${s.red('cannot be read')}: ${h.error?.message.split('\n')[0] ?? ''}`)
+      out.push(`${s.bold(h.node)}: ${s.red('cannot be read')}: ${hostErrorLine(h, '')}`)
     } else if (h.action === 'none') {
       out.push(`${s.bold(h.node)}: ${s.green('in step')} (${h.listFile} and the runtime list)`)
     } else if (h.action === 'reload') {
@@ -88,7 +88,7 @@ export async function renderSyncSummary(
   }
   const lines: string[] = []
   for (const h of result.hosts) {
-    if (!h.ok) lines.push(`${s.red('✖')} ${h.node}: ${h.error?.message.split('\n')[0] ?? 'failed'}`)
+    if (!h.ok) lines.push(`${s.red('✖')} ${h.node}: ${hostErrorLine(h)}`)
     else if (!h.written && !h.reloaded) lines.push(`${s.green('✔')} ${h.node}: already in step`)
     else
       lines.push(

@@ -59,7 +59,9 @@ export async function renderSummary(out: DrainRunOutput, opts: {color: boolean})
   const lines: string[] = []
   for (const n of r.nodes) {
     const mark = outcomeMark(n, c)
-    lines.push(`${mark} ${c.bold(n.node)}: ${n.message}`)
+    // Host errors start with the host's name already.
+    const message = n.message.startsWith(`${n.node}: `) ? n.message.slice(n.node.length + 2) : n.message
+    lines.push(`${mark} ${c.bold(n.node)}: ${message}`)
     lines.push(`  ${c.dim(stateLine(n))}`)
   }
   lines.push(c.dim(`${r.operation} finished in ${formatMs(r.durationMs)}`))

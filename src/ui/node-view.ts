@@ -18,6 +18,19 @@ async function chalkFor(color: boolean): Promise<Chalk> {
   return color ? mod.default : new mod.Chalk({level: 0})
 }
 
+/** The last step a node add or remove reached: the lines a second Ctrl-C prints as it quits. */
+export function nodeStepTracker(name: string, bin: string): {onEvent(e: NodeOpEvent): void; lines(): string[]} {
+  let reached = 'nothing changed yet'
+  return {
+    onEvent(e) {
+      if (e.type === 'start') reached = `"${e.title}" running (may be half done)`
+      else if (e.type === 'done') reached = `step ${e.step} done`
+      else if (e.type === 'fail') reached = `step ${e.step} failed: ${e.detail}`
+    },
+    lines: () => [`${name}: ${reached}`, `check with: ${bin} status`],
+  }
+}
+
 export async function renderAddPlan(plan: NodeAddPlan, opts: {color: boolean; dryRun?: boolean}): Promise<string> {
   const c = await chalkFor(opts.color)
   const n = plan.node

@@ -92,7 +92,7 @@ confirmation possible; 3 some hosts failed.`
       {enabled: !json},
     )
     if (!json) process.stdout.write(`${await view.renderSyncPlan(plan, {color})}\n`)
-    if (signal.aborted) throw new InterruptedError('interrupted before any host was changed')
+    if (signal.aborted) throw new InterruptedError(`interrupted before any host was changed: ${hosts.join(', ')} left as they were`)
 
     let result: DispatcherSyncResult
     const todo = plan.hosts.filter((h) => h.ok && h.action !== 'none')
@@ -104,7 +104,7 @@ confirmation possible; 3 some hosts failed.`
         plan,
         todo.map((h) => h.node),
       )
-      if (signal.aborted) throw new InterruptedError('interrupted before any host was changed')
+      if (signal.aborted) throw new InterruptedError(`interrupted before any host was changed: ${hosts.join(', ')} left as they were`)
       result = await withHostProgress(
         todo.map((h) => h.node),
         (progress) =>

@@ -70,11 +70,10 @@ Exit status: 0 added; 1 refused or failed (rolled back); 2 usage error, bad inpu
     const view = await import('../../ui/node-view.js')
     const color = this.flags.color && !process.env.NO_COLOR
     const warn = (m: string) => process.stderr.write(`Warning: ${m}\n`)
-    // The last step reached: printed when a second Ctrl-C quits at once.
-    let reached = 'nothing changed yet'
+    const tracker = view.nodeStepTracker(this.args.name, bin)
     const signal = this.watchInterrupts({
       firstMessage: 'stopping after the step running now (Ctrl-C again to quit at once)',
-      describe: () => [`${this.args.name}: ${reached}`, `check with: ${bin} status`],
+      describe: () => tracker.lines(),
     })
     let progress: StepProgress | undefined
     let result: NodeAddResult
@@ -114,9 +113,7 @@ Exit status: 0 added; 1 refused or failed (rolled back); 2 usage error, bad inpu
             return true
           },
           onEvent: (e) => {
-            if (e.type === 'start') reached = `"${e.title}" running (may be half done)`
-            else if (e.type === 'done') reached = `step ${e.step} done`
-            else if (e.type === 'fail') reached = `step ${e.step} failed: ${e.detail}`
+            tracker.onEvent(e)
             progress?.onEvent(e)
           },
           onWarning: warn,

@@ -181,6 +181,12 @@ function outcomeError(
 ): HactlError {
   const bad = result.nodes.filter((n) => n.outcome !== 'drained' && n.outcome !== 'nothing-to-do')
   const names = bad.map((n) => n.node).join(' ')
+  if (result.exitCode === 130 && bad.length === 0) {
+    const done = result.nodes.filter((n) => n.outcome === 'drained').map((n) => n.node)
+    return new InterruptedError(
+      `drain interrupted, but the steps under way completed it${done.length > 0 ? `: ${done.join(', ')} drained` : ''}`,
+    )
+  }
   if (result.exitCode === 130) {
     return putBack
       ? new InterruptedError(`drain of ${names} interrupted; put back in rotation as asked`)

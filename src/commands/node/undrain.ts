@@ -102,10 +102,14 @@ Exit status: 0 back in service (or nothing to do); 1 failure; 2 usage or config 
       return {plan: out.plan, result}
     }
     const bad = result.nodes.filter((n) => n.outcome !== 'undrained' && n.outcome !== 'nothing-to-do')
-    if (result.exitCode === 130)
+    if (result.exitCode === 130) {
+      const done = result.nodes.filter((n) => n.outcome === 'undrained').map((n) => n.node)
       throw new InterruptedError(
-        `undrain of ${bad.map((n) => n.node).join(', ')} interrupted; ${bad.map((n) => n.node).join(', ')} stays out of rotation`,
+        bad.length === 0
+          ? `undrain interrupted, but the steps under way completed it${done.length > 0 ? `: ${done.join(', ')} back in service` : ''}`
+          : `undrain of ${bad.map((n) => n.node).join(', ')} interrupted; ${bad.map((n) => n.node).join(', ')} ${bad.length === 1 ? 'stays' : 'stay'} out of rotation`,
       )
+    }
     const suggestions = [...new Set(bad.flatMap((n) => n.error?.suggestions ?? []))]
     throw new HactlError(
       `undrain ${result.exitCode === 3 ? 'partly failed' : 'failed'}: ${bad.map((n) => `${n.node}: ${n.message}`).join('; ')}`,

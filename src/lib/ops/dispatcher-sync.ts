@@ -499,12 +499,19 @@ function summarize(plan: DispatcherSyncPlan, hosts: SyncHostResult[], dryRun: bo
   return {...plan, dryRun, hosts, changed, failed, inStep: hosts.every((h) => h.ok && h.verified)}
 }
 
+/** A host's error in one line, without the host name that HostError messages start with. */
+export function hostErrorLine(h: {node: string; error?: {message: string}}, fallback = 'failed'): string {
+  const first = h.error?.message.split('\n')[0]
+  if (!first) return fallback
+  return first.startsWith(`${h.node}: `) ? first.slice(h.node.length + 2) : first
+}
+
 /** The error a sync result calls for: none, partial (some hosts failed), or total. */
 export function syncOutcomeError(result: DispatcherSyncResult): HactlError | undefined {
   if (result.failed.length === 0) return undefined
   const failedHosts = result.hosts.filter((h) => !h.ok)
   const detail = failedHosts
-    .map((h) => `${h.node}: ${h.error?.message.split('\n')[0] ?? 'failed'}`)
+    .map((h) => `${h.node}: ${hostErrorLine(h)}`)
     .join('; ')
   if (failedHosts.length < result.hosts.length) {
     return new PartialFailureError(`dispatcher sync failed on ${result.failed.join(', ')}: ${detail}`, [

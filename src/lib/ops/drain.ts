@@ -629,7 +629,8 @@ async function runOperation(
       operation,
       nodes: results,
       durationMs: Date.now() - started,
-      exitCode: exitCodeOf(results),
+      // Ctrl-C is exit 130 even when the steps under way happened to finish the work.
+      exitCode: opts.signal?.aborted ? ExitCode.interrupted : exitCodeOf(results),
     }
     if (plan.nodes.some((n) => n.action === 'apply')) {
       await recordHistory(state, plan, result, started).catch((e: unknown) =>
