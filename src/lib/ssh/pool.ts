@@ -1,6 +1,7 @@
 import {readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import type {Duplex} from 'node:stream'
+import type {Config as NodeSshConfig, NodeSSH} from 'node-ssh'
 import type {AnyAuthMethod, AuthenticationType, Client, ClientChannel, ConnectConfig, ParsedKey} from 'ssh2'
 import type {HactlConfig, ResolvedNode} from '../config/load.js'
 import {
@@ -107,8 +108,11 @@ const HOST_KEY_ALGOS = [
 ]
 
 type Ssh2 = typeof import('ssh2')
+type NodeSshModule = typeof import('node-ssh')
 
 interface Connection {
+  ssh: NodeSSH
+  /** node-ssh's underlying ssh2 Client, kept here: node-ssh forgets it once the connection ends. */
   client: Client
   label: string
   target: SshTarget
@@ -124,10 +128,18 @@ interface Connection {
  * error instead of waiting for another timeout; `drop(node)` forgets it (e.g. to retry after a
  * reboot). A connection the server closes is forgotten and reopened by the next step.
  *
- * Built on ssh2's Client directly rather than node-ssh: what hactl needs is the part node-ssh does
- * not wrap (async hostVerifier, an authHandler that tries several keys and asks for a passphrase
- * only when needed, forwardOut and `sock` for ProxyJump, exit signals, killing a timed-out
- * command), and node-ssh's connect/exec layer would only sit in between.
+ * Layers: node-ssh (over ssh2) opens, tunnels and ends connections: `new NodeSSH()` and
+ * `ssh.connect(config)` with a plain ssh2 ConnectConfig (node-ssh passes it through; hactl gives it
+ * no password/privateKey, so node-ssh validates nothing more), `ssh.forwardOut()` for ProxyJump and
+ * etcd tunnels, `ssh.dispose()` to end. What node-ssh leaves to ssh2's own config or does not wrap
+ * stays ssh2, reached through `ssh.connection`: the async hostVerifier and the authHandler (agent,
+ * then key files, a passphrase asked only when nothing else worked), `sock` for ProxyJump, telling
+ * a handshake error from a close (node-ssh rejects both as the first one seen), and the commands:
+ * `client.exec` on the channel itself, because hactl needs the channel to kill a timed-out command,
+ * to cap channels at MAX_CHANNELS_PER_CONNECTION and retry an open that sshd refused, and to tell a
+ * lost connection from an exit, while node-ssh's execCommand decodes each chunk on its own (a UTF-8
+ * character split across two packets comes out garbled), trims the output, takes no Buffer for
+ * stdin and adds an 'error' listener to the connection per command.
  *
  * `become`: a step that needs root passes `become: true`; without it ssh.become decides. Either
  * way only a non-root login user gets the `sudo -n sh -c` wrapper.
@@ -319,7 +331,7 @@ export class SshPool {
     target: SshTarget,
     onClose: (conn: Connection) => void,
   ): Promise<Connection> {
-    const ssh2 = await loadSsh2()
+    const {NodeSSH} = await loadNodeSsh()
     const connectTimeout = this.config.ssh.connectTimeout
     const where = `${target.user}@${target.host}:${target.port}${target.jumps.length > 0 ? ` via ${target.jumps.map((j) => j.host).join(',')}` : ''}`
     this.log(`${label}: connecting to ${where}`)
@@ -330,68 +342,92 @@ export class SshPool {
     const identities = await this.loadIdentities(target.identityFiles)
 
     return new Promise<Connection>((resolve, reject) => {
-      const client = new ssh2.Client()
+      const ssh = new NodeSSH()
+      /** ssh2's Client, from the moment node-ssh creates it (after a jump host's tunnel, if any). */
+      let client: Client | undefined
       let settled = false
       let hostKey: HostKeyInfo | undefined
       let hostKeyError: HostError | undefined
+      /** The client's first 'error' before 'ready': node-ssh rejects with it, or with its own "No response from server" on a close. */
+      let handshakeError: (Error & {level?: string; code?: string}) | undefined
       const skippedEncrypted: string[] = []
       const tried: string[] = []
-      const conn: Connection = {
-        client,
-        label,
-        target,
-        user: target.user,
-        hostKey: {type: '', fingerprint: ''},
-        channels: new Semaphore(MAX_CHANNELS_PER_CONNECTION),
-        closed: false,
-      }
 
       const fail = (err: Error): void => {
         if (settled) return
         settled = true
         deadline.clear()
-        destroyClient(client)
+        if (client) destroyClient(client)
         reject(err)
       }
       const deadline = this.connectDeadlines.create(connectTimeout, () => {
         fail(new TimeoutError(label, `connecting to ${where}`, 'ssh.connectTimeout', connectTimeout))
       })
 
-      client.on('ready', () => {
-        if (settled) {
-          client.end()
-          return
-        }
-        settled = true
-        deadline.clear()
-        conn.hostKey = hostKey!
-        this.log(
-          `${label}: connected in ${Math.round(performance.now() - started)}ms (${hostKey!.type} ${hostKey!.fingerprint})`,
-        )
-        resolve(conn)
-      })
-      client.on('error', (err: Error & {level?: string; code?: string}) => {
-        if (settled) {
-          this.log(`${label}: connection error: ${err.message}`)
-          return
-        }
-        if (hostKeyError) return fail(hostKeyError)
+      // Why the connect failed. Runs after the client's events: node-ssh's rejection is a promise
+      // reaction, and a socket error and its close are emitted in the same tick.
+      const connectFailure = (rejection: unknown, closed: boolean): Error => {
+        if (hostKeyError) return hostKeyError
+        const err = handshakeError
         // sshd disconnects with "Too many authentication failures" when an agent offers more keys
         // than MaxAuthTries: that is an authentication problem too, not an unreachable host.
-        if (err.level === 'client-authentication' || /too many authentication failures/i.test(err.message)) {
-          return fail(authFailure(label, target, tried, skippedEncrypted, identities.missing))
+        if (
+          err &&
+          (err.level === 'client-authentication' || /too many authentication failures/i.test(err.message))
+        )
+          return authFailure(label, target, tried, skippedEncrypted, identities.missing)
+        if (err) return toHostError(label, target, err)
+        if (closed)
+          return unreachable(label, target, `${where}: the server closed the connection during the handshake`)
+        return rejection instanceof Error ? rejection : new Error(String(rejection))
+      }
+
+      const connect = (cfg: NodeSshConfig): void => {
+        const connecting = ssh.connect(cfg)
+        // node-ssh creates the Client and calls its connect() before its first await (hactl passes
+        // no privateKeyPath to read), so the client is here before it can emit anything.
+        client = ssh.connection ?? undefined
+        if (!client) {
+          connecting.catch(() => undefined)
+          throw new Error('node-ssh did not start connecting')
         }
-        fail(toHostError(label, target, err))
-      })
-      client.on('close', () => {
-        conn.closed = true
-        if (!settled)
-          fail(
-            hostKeyError ??
-              unreachable(label, target, `${where}: the server closed the connection during the handshake`),
-          )
-        else onClose(conn)
-      })
+        const conn: Connection = {
+          ssh,
+          client,
+          label,
+          target,
+          user: target.user,
+          hostKey: {type: '', fingerprint: ''},
+          channels: new Semaphore(MAX_CHANNELS_PER_CONNECTION),
+          closed: false,
+        }
+        let ready = false
+        client.on('error', (err: Error & {level?: string; code?: string}) => {
+          if (settled) this.log(`${label}: connection error: ${err.message}`)
+          else handshakeError ??= err
+        })
+        client.on('close', () => {
+          conn.closed = true
+          // Only an established connection is forgotten when it closes: a failed connect stays
+          // remembered until drop(), so later steps fail at once instead of waiting again.
+          if (ready) onClose(conn)
+        })
+        connecting.then(
+          () => {
+            if (settled) return // timed out meanwhile; fail() has already destroyed the client
+            if (conn.closed) return fail(connectFailure(undefined, true))
+            settled = true
+            ready = true
+            deadline.clear()
+            conn.hostKey = hostKey!
+            this.log(
+              `${label}: connected in ${Math.round(performance.now() - started)}ms (${hostKey!.type} ${hostKey!.fingerprint})`,
+            )
+            resolve(conn)
+          },
+          (error: unknown) => fail(connectFailure(error, conn.closed)),
+        )
+      }
 
       const hostVerifier = (key: Buffer, verify: (ok: boolean) => void): void => {
         this.verifyHostKey(keyName, keyErrorHost, key).then(
@@ -458,7 +494,9 @@ export class SshPool {
         })().catch((error: unknown) => fail(error as Error))
       }
 
-      const cfg: ConnectConfig = {
+      // An ssh2 ConnectConfig; node-ssh checks only username, host/sock and its own key/password
+      // fields (none here: keys go through authHandler) and hands the rest to ssh2 as is.
+      const cfg: NodeSshConfig = {
         host: target.host,
         port: target.port,
         username: target.user,
@@ -494,7 +532,7 @@ export class SshPool {
           }
           cfg.sock = sock
         }
-        client.connect(cfg)
+        connect(cfg)
       }
       start().catch((error: unknown) => fail(error instanceof Error ? error : new Error(String(error))))
     })
@@ -625,24 +663,39 @@ export class SshPool {
           new TimeoutError(conn.label, `opening a tunnel to ${dstHost}:${dstPort}`, 'ssh.connectTimeout', ms),
         )
       }, ms)
-      conn.client.forwardOut('127.0.0.1', 0, dstHost, dstPort, (err, stream) => {
-        clearTimeout(timer)
-        if (done) {
-          stream?.destroy()
-          return
-        }
-        done = true
-        if (err)
+      let opening: Promise<Duplex>
+      try {
+        opening = conn.ssh.forwardOut('127.0.0.1', 0, dstHost, dstPort)
+      } catch (error) {
+        // node-ssh throws at once when its connection has already ended.
+        opening = Promise.reject(error as Error)
+      }
+      opening.then(
+        (stream) => {
+          clearTimeout(timer)
+          if (done) {
+            stream.destroy()
+            return
+          }
+          done = true
+          resolve(stream)
+        },
+        (error: Error) => {
+          clearTimeout(timer)
+          if (done) return
+          done = true
           reject(
-            unreachable(
-              conn.label,
-              conn.target,
-              `cannot reach ${dstHost}:${dstPort} from there: ${err.message}`,
-              err,
-            ),
+            conn.closed
+              ? unreachable(conn.label, conn.target, 'the connection was closed', error)
+              : unreachable(
+                  conn.label,
+                  conn.target,
+                  `cannot reach ${dstHost}:${dstPort} from there: ${error.message}`,
+                  error,
+                ),
           )
-        else resolve(stream)
-      })
+        },
+      )
     })
   }
 
@@ -757,6 +810,12 @@ interface Identity {
   data: Buffer
   /** Undefined for an encrypted key not yet decrypted. */
   parsed?: ParsedKey
+}
+
+let nodeSshModule: Promise<NodeSshModule> | undefined
+async function loadNodeSsh(): Promise<NodeSshModule> {
+  nodeSshModule ??= import('node-ssh')
+  return nodeSshModule
 }
 
 let ssh2Module: Promise<Ssh2> | undefined
@@ -877,7 +936,7 @@ async function endClient(conn: Connection): Promise<void> {
       clearTimeout(timer)
       resolve()
     })
-    conn.client.end()
+    conn.ssh.dispose()
   })
 }
 
