@@ -13,7 +13,7 @@ import {pathToFileURL} from 'node:url'
 import ssh2 from 'ssh2'
 import {type HactlConfig, parseConfig} from '../../src/lib/config/load.js'
 import {AuthError, UnreachableError} from '../../src/lib/errors.js'
-import {SshPool} from '../../src/lib/ssh/pool.js'
+import {SshPool, toHostError} from '../../src/lib/ssh/pool.js'
 import {makeTempDir} from '../helpers/sshd.js'
 
 const repo = path.resolve(import.meta.dirname, '../..')
@@ -211,6 +211,45 @@ describe('ssh pool against an in-process SSH server', () => {
     } finally {
       await rude.close()
     }
+  })
+})
+
+describe('connect errors', () => {
+  const target = {host: 'ast9.example', port: 22, user: 'core', identityFiles: [], jumps: []}
+  /** What net.connect emits (and ssh2 passes on) for a name the resolver does not know. */
+  const lookupError = (code: string) =>
+    Object.assign(new Error(`getaddrinfo ${code} ast9.example`), {
+      code,
+      syscall: 'getaddrinfo',
+      hostname: 'ast9.example',
+      level: 'client-socket',
+    })
+
+  test('a host name that does not resolve: one line naming the host, and a hint to check it', () => {
+    const e = toHostError('ast9', target, lookupError('ENOTFOUND'))
+    assert.ok(e instanceof UnreachableError)
+    assert.equal(e.message, 'ast9: unreachable: cannot resolve host name "ast9.example" (ENOTFOUND)')
+    assert.equal(e.suggestions.length, 1)
+    assert.match(e.suggestions[0]!, /hactl\.yaml.*DNS: getent hosts ast9\.example$/)
+    assert.ok(!e.message.includes('\n') && !e.suggestions[0]!.includes('\n'))
+  })
+
+  test('a DNS server that does not answer is said to be temporary', () => {
+    const e = toHostError('ast9', target, lookupError('EAI_AGAIN'))
+    assert.match(e.message, /cannot resolve host name "ast9\.example" \(EAI_AGAIN: temporary DNS failure\)$/)
+  })
+
+  test('a refused connection still names the address, with the ssh command to try', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 10.0.0.9:22'), {
+      code: 'ECONNREFUSED',
+      address: '10.0.0.9',
+      port: 22,
+    })
+    const e = toHostError('ast9', target, refused)
+    assert.equal(e.message, 'ast9: unreachable: connection refused (10.0.0.9:22)')
+    assert.deepEqual(e.suggestions, [
+      'check that the host is up and sshd listens: ssh -p 22 core@ast9.example true',
+    ])
   })
 })
 

@@ -843,8 +843,6 @@ const NET_REASONS: Record<string, string> = {
   ECONNREFUSED: 'connection refused',
   EHOSTUNREACH: 'no route to host',
   ENETUNREACH: 'network unreachable',
-  ENOTFOUND: 'host name not found',
-  EAI_AGAIN: 'host name lookup failed (temporary DNS failure)',
   ECONNRESET: 'connection reset by the server',
   ETIMEDOUT: 'TCP connection timed out',
   EPIPE: 'connection closed by the server',
@@ -869,10 +867,28 @@ function unreachable(label: string, target: SshTarget, detail: string, cause?: u
 export function toHostError(
   label: string,
   target: SshTarget,
-  err: Error & {code?: string | number; level?: string; address?: string; port?: number},
+  err: Error & {
+    code?: string | number
+    level?: string
+    address?: string
+    port?: number
+    hostname?: string
+    syscall?: string
+  },
 ): HostError {
   if (err instanceof HostError) return err
   const code = typeof err.code === 'string' ? err.code : undefined
+  if (err.syscall === 'getaddrinfo' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    const name = err.hostname ?? target.host
+    const why = code === 'EAI_AGAIN' ? 'EAI_AGAIN: temporary DNS failure' : (code ?? 'lookup failed')
+    const e = unreachable(label, target, `cannot resolve host name "${name}" (${why})`, err)
+    e.suggestions.splice(
+      0,
+      e.suggestions.length,
+      `check the host name (host: under nodes: in hactl.yaml, or HostName in ~/.ssh/config) and your DNS: getent hosts ${name}`,
+    )
+    return e
+  }
   if (code && NET_REASONS[code]) {
     const addr = err.address ? ` (${err.address}${err.port ? `:${err.port}` : ''})` : ''
     return unreachable(label, target, `${NET_REASONS[code]}${addr}`, err)
