@@ -13,6 +13,7 @@ import {pathToFileURL} from 'node:url'
 import ssh2 from 'ssh2'
 import {type HactlConfig, parseConfig} from '../../src/lib/config/load.js'
 import {AuthError, UnreachableError} from '../../src/lib/errors.js'
+import {execOnNodes} from '../../src/lib/ops/exec.js'
 import {SshPool, toHostError} from '../../src/lib/ssh/pool.js'
 import {makeTempDir} from '../helpers/sshd.js'
 
@@ -106,6 +107,19 @@ describe('ssh pool against an in-process SSH server', () => {
         ch.exit('KILL')
         ch.end()
       },
+      // The host goes away (a reboot): no exit status, the TCP connection just ends.
+      'sleep 30 # dropped': (ch, conn) => {
+        ch.write('partial\n')
+        setTimeout(() => dropConnection(conn), 20)
+      },
+      // The reboot kills the command a moment before sshd itself.
+      'sleep 30 # killed, then dropped': (ch, conn) => {
+        ch.exit('TERM')
+        ch.close()
+        setTimeout(() => dropConnection(conn), 20)
+      },
+      // A channel closed with no word on how the command ended, the connection staying up.
+      'sleep 30 # no status': (ch) => ch.close(),
     })
     writeFileSync(knownHosts, `${server.hostKeyLine}\n`)
   })
@@ -164,6 +178,67 @@ describe('ssh pool against an in-process SSH server', () => {
       const key = await pool.hostKeyOf(node)
       assert.equal(key.type, 'ssh-ed25519')
       assert.match(key.fingerprint, /^SHA256:/)
+    })
+  })
+
+  test('the connection lost in the middle of a command is a failure, with check: false too', async () => {
+    const lost = (command: string, extra = '') =>
+      new RegExp(
+        `^ast1: unreachable: connection lost while running the command \\(\`${command}\`${extra}\\)$`,
+      )
+    for (const check of [false, true]) {
+      await withPool(configFor(server.port), async (pool, node) => {
+        // When the host goes away while the command runs
+        await assert.rejects(pool.run(node, 'sleep 30 # dropped', {check}), (e: unknown) => {
+          // Then the step fails as unreachable, saying the connection was lost and what to check
+          assert.ok(e instanceof UnreachableError, String(e))
+          assert.match(e.message, lost('sleep 30 # dropped'))
+          assert.match(
+            e.suggestions[0]!,
+            /rebooted.*may not have finished.*ssh -p \d+ root@127\.0\.0\.1 true/,
+          )
+          return true
+        })
+        // And the next step opens a new connection
+        assert.equal((await pool.run(node, 'echo out; echo err >&2; exit 3', {check: false})).code, 3)
+      })
+    }
+    await withPool(configFor(server.port), async (pool, node) => {
+      // When the command is killed just before the connection drops (a reboot: everything dies)
+      await assert.rejects(
+        pool.run(node, 'sleep 30 # killed, then dropped', {check: false}),
+        (e: unknown) => {
+          assert.match(
+            (e as Error).message,
+            lost('sleep 30 # killed, then dropped', ', after it got SIGTERM'),
+          )
+          return true
+        },
+      )
+    })
+  })
+
+  test('hactl exec: a host whose connection drops mid-command is reported failed, with why', async () => {
+    const config = configFor(server.port)
+    const pool = new SshPool(config, {concurrency: 4})
+    try {
+      const out = await execOnNodes(pool, config.nodes, 'sleep 30 # dropped')
+      const r = out.results[0]!
+      assert.equal(r.ok, false)
+      assert.equal(r.error?.kind, 'unreachable')
+      assert.match(r.error?.message ?? '', /^ast1: unreachable: connection lost while running the command/)
+      assert.deepEqual(out.summary, {...out.summary, total: 1, ok: 0, failed: 1})
+    } finally {
+      await pool.close()
+    }
+  })
+
+  test("a channel closed without an exit status on a live connection is still the command's result", async () => {
+    await withPool(configFor(server.port), async (pool, node) => {
+      const r = await pool.run(node, 'sleep 30 # no status', {check: false})
+      assert.equal(r.code, null)
+      assert.equal(r.signal, undefined)
+      await assert.rejects(pool.run(node, 'sleep 30 # no status'), /command failed with exit status unknown/)
     })
   })
 

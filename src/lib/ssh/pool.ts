@@ -40,7 +40,7 @@ import {
 export interface ExecResult {
   stdout: string
   stderr: string
-  /** Exit status; null when the command died of a signal or the connection was lost. */
+  /** Exit status; null when the command died of a signal (a lost connection is an UnreachableError). */
   code: number | null
   signal?: string
   durationMs: number
@@ -54,7 +54,10 @@ export interface RunOptions {
   stdin?: string | Buffer
   /** Run through `sudo -n sh -c` when the login user is not root. Default: ssh.become. */
   become?: boolean
-  /** Throw RemoteCommandError on a non-zero exit (default true). */
+  /**
+   * Throw RemoteCommandError on a non-zero exit (default true). A connection lost before the
+   * command reported how it ended is an UnreachableError either way.
+   */
   check?: boolean
 }
 
@@ -79,6 +82,13 @@ export interface SshPoolOptions {
 
 /** sshd's MaxSessions defaults to 10; two stay free for whoever else uses the connection. */
 export const MAX_CHANNELS_PER_CONNECTION = 8
+
+/**
+ * How long a command's channel that closed without an exit status waits for the connection's own
+ * close before the result counts as the command's: when a host goes down, sshd and the command die
+ * together, and the command's exit signal can come just before the connection drops.
+ */
+const LOST_CONNECTION_GRACE_MS = 500
 
 /**
  * Key exchange order: curve25519 first. OpenSSH servers otherwise settle on their post-quantum
@@ -120,6 +130,8 @@ interface Connection {
   hostKey: HostKeyInfo
   channels: Semaphore
   closed: boolean
+  /** Settles when the client closes. */
+  gone: Promise<void>
 }
 
 /**
@@ -391,6 +403,7 @@ export class SshPool {
           connecting.catch(() => undefined)
           throw new Error('node-ssh did not start connecting')
         }
+        let markGone = (): void => undefined
         const conn: Connection = {
           ssh,
           client,
@@ -400,6 +413,7 @@ export class SshPool {
           hostKey: {type: '', fingerprint: ''},
           channels: new Semaphore(MAX_CHANNELS_PER_CONNECTION),
           closed: false,
+          gone: new Promise<void>((resolve) => (markGone = resolve)),
         }
         let ready = false
         client.on('error', (err: Error & {level?: string; code?: string}) => {
@@ -408,6 +422,7 @@ export class SshPool {
         })
         client.on('close', () => {
           conn.closed = true
+          markGone()
           // Only an established connection is forgotten when it closes: a failed connect stays
           // remembered until drop(), so later steps fail at once instead of waiting again.
           if (ready) onClose(conn)
@@ -773,6 +788,7 @@ export class SshPool {
           else if (sig) signal = sig
         })
         stream.on('close', () => {
+          if (settled) return // timed out: the step has failed already
           const result: ExecResult = {
             stdout: Buffer.concat(stdout).toString('utf8'),
             stderr: Buffer.concat(stderr).toString('utf8'),
@@ -780,21 +796,19 @@ export class SshPool {
             ...(signal === undefined ? {} : {signal}),
             durationMs: Math.round(performance.now() - started),
           }
-          finish(() => {
-            if (code === null && signal === undefined && conn.closed && check) {
-              reject(
-                unreachable(
-                  conn.label,
-                  conn.target,
-                  `the connection was lost while running \`${shorten(command)}\``,
-                ),
-              )
-            } else if (check && code !== 0) {
-              reject(new RemoteCommandError(conn.label, command, code, result.stderr))
-            } else {
-              resolve(result)
-            }
-          })
+          const settle = (lost: boolean): void =>
+            finish(() => {
+              if (lost) reject(connectionLost(conn, command, signal))
+              else if (check && code !== 0)
+                reject(new RemoteCommandError(conn.label, command, code, result.stderr))
+              else resolve(result)
+            })
+          // No exit status: the command died of a signal, or the host went away under it. ssh2
+          // closes the channels of a dropped connection after its 'close', so conn.closed is set by
+          // then; but a host going down can kill the command just before sshd, hence the grace.
+          if (code !== null) settle(false)
+          else if (conn.closed) settle(true)
+          else void closedWithin(conn, LOST_CONNECTION_GRACE_MS).then(settle)
         })
         stream.on('error', () => undefined)
         if (opts.stdin === undefined) stream.end()
@@ -848,19 +862,49 @@ const NET_REASONS: Record<string, string> = {
   EPIPE: 'connection closed by the server',
 }
 
-/** An UnreachableError whose hint is the exact ssh command to try by hand. */
-function unreachable(label: string, target: SshTarget, detail: string, cause?: unknown): UnreachableError {
-  const err = new UnreachableError(label, detail, cause)
+/** The ssh command line that checks by hand whether hactl could log in. */
+function sshProbe(target: SshTarget): string {
   const jump =
     target.jumps.length > 0
       ? ` -J ${target.jumps.map((j) => `${j.user ? `${j.user}@` : ''}${j.host}${j.port ? `:${j.port}` : ''}`).join(',')}`
       : ''
+  return `ssh${jump} -p ${target.port} ${target.user}@${target.host} true`
+}
+
+/** An UnreachableError whose hint is the exact ssh command to try by hand. */
+function unreachable(label: string, target: SshTarget, detail: string, cause?: unknown): UnreachableError {
+  const err = new UnreachableError(label, detail, cause)
   err.suggestions.splice(
     0,
     err.suggestions.length,
-    `check that the host is up and sshd listens: ssh${jump} -p ${target.port} ${target.user}@${target.host} true`,
+    `check that the host is up and sshd listens: ${sshProbe(target)}`,
   )
   return err
+}
+
+/** A command whose connection dropped before it said how it ended: it may or may not have run to the end. */
+function connectionLost(conn: Connection, command: string, signal: string | undefined): UnreachableError {
+  const err = new UnreachableError(
+    conn.label,
+    `connection lost while running the command (\`${shorten(command)}\`${signal ? `, after it got ${signal}` : ''})`,
+  )
+  err.suggestions.splice(
+    0,
+    err.suggestions.length,
+    `the host may have rebooted or dropped off the network, and the command may not have finished: once ${sshProbe(conn.target)} works, check what it did before running it again`,
+  )
+  return err
+}
+
+/** Whether the connection closes within `ms`. */
+function closedWithin(conn: Connection, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms)
+    void conn.gone.then(() => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+  })
 }
 
 /** ssh2 and socket errors as the typed errors hactl prints. */
