@@ -1,6 +1,7 @@
 import {readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import type {Duplex} from 'node:stream'
+import type {Config as NodeSshConfig, NodeSSH} from 'node-ssh'
 import type {AnyAuthMethod, AuthenticationType, Client, ClientChannel, ConnectConfig, ParsedKey} from 'ssh2'
 import type {HactlConfig, ResolvedNode} from '../config/load.js'
 import {
@@ -39,7 +40,7 @@ import {
 export interface ExecResult {
   stdout: string
   stderr: string
-  /** Exit status; null when the command died of a signal or the connection was lost. */
+  /** Exit status; null when the command died of a signal (a lost connection is an UnreachableError). */
   code: number | null
   signal?: string
   durationMs: number
@@ -53,7 +54,10 @@ export interface RunOptions {
   stdin?: string | Buffer
   /** Run through `sudo -n sh -c` when the login user is not root. Default: ssh.become. */
   become?: boolean
-  /** Throw RemoteCommandError on a non-zero exit (default true). */
+  /**
+   * Throw RemoteCommandError on a non-zero exit (default true). A connection lost before the
+   * command reported how it ended is an UnreachableError either way.
+   */
   check?: boolean
 }
 
@@ -78,6 +82,13 @@ export interface SshPoolOptions {
 
 /** sshd's MaxSessions defaults to 10; two stay free for whoever else uses the connection. */
 export const MAX_CHANNELS_PER_CONNECTION = 8
+
+/**
+ * How long a command's channel that closed without an exit status waits for the connection's own
+ * close before the result counts as the command's: when a host goes down, sshd and the command die
+ * together, and the command's exit signal can come just before the connection drops.
+ */
+const LOST_CONNECTION_GRACE_MS = 500
 
 /**
  * Key exchange order: curve25519 first. OpenSSH servers otherwise settle on their post-quantum
@@ -107,8 +118,11 @@ const HOST_KEY_ALGOS = [
 ]
 
 type Ssh2 = typeof import('ssh2')
+type NodeSshModule = typeof import('node-ssh')
 
 interface Connection {
+  ssh: NodeSSH
+  /** node-ssh's underlying ssh2 Client, kept here: node-ssh forgets it once the connection ends. */
   client: Client
   label: string
   target: SshTarget
@@ -116,6 +130,8 @@ interface Connection {
   hostKey: HostKeyInfo
   channels: Semaphore
   closed: boolean
+  /** Settles when the client closes. */
+  gone: Promise<void>
 }
 
 /**
@@ -124,10 +140,18 @@ interface Connection {
  * error instead of waiting for another timeout; `drop(node)` forgets it (e.g. to retry after a
  * reboot). A connection the server closes is forgotten and reopened by the next step.
  *
- * Built on ssh2's Client directly rather than node-ssh: what hactl needs is the part node-ssh does
- * not wrap (async hostVerifier, an authHandler that tries several keys and asks for a passphrase
- * only when needed, forwardOut and `sock` for ProxyJump, exit signals, killing a timed-out
- * command), and node-ssh's connect/exec layer would only sit in between.
+ * Layers: node-ssh (over ssh2) opens, tunnels and ends connections: `new NodeSSH()` and
+ * `ssh.connect(config)` with a plain ssh2 ConnectConfig (node-ssh passes it through; hactl gives it
+ * no password/privateKey, so node-ssh validates nothing more), `ssh.forwardOut()` for ProxyJump and
+ * etcd tunnels, `ssh.dispose()` to end. What node-ssh leaves to ssh2's own config or does not wrap
+ * stays ssh2, reached through `ssh.connection`: the async hostVerifier and the authHandler (agent,
+ * then key files, a passphrase asked only when nothing else worked), `sock` for ProxyJump, telling
+ * a handshake error from a close (node-ssh rejects both as the first one seen), and the commands:
+ * `client.exec` on the channel itself, because hactl needs the channel to kill a timed-out command,
+ * to cap channels at MAX_CHANNELS_PER_CONNECTION and retry an open that sshd refused, and to tell a
+ * lost connection from an exit, while node-ssh's execCommand decodes each chunk on its own (a UTF-8
+ * character split across two packets comes out garbled), trims the output, takes no Buffer for
+ * stdin and adds an 'error' listener to the connection per command.
  *
  * `become`: a step that needs root passes `become: true`; without it ssh.become decides. Either
  * way only a non-root login user gets the `sudo -n sh -c` wrapper.
@@ -319,7 +343,7 @@ export class SshPool {
     target: SshTarget,
     onClose: (conn: Connection) => void,
   ): Promise<Connection> {
-    const ssh2 = await loadSsh2()
+    const {NodeSSH} = await loadNodeSsh()
     const connectTimeout = this.config.ssh.connectTimeout
     const where = `${target.user}@${target.host}:${target.port}${target.jumps.length > 0 ? ` via ${target.jumps.map((j) => j.host).join(',')}` : ''}`
     this.log(`${label}: connecting to ${where}`)
@@ -330,68 +354,95 @@ export class SshPool {
     const identities = await this.loadIdentities(target.identityFiles)
 
     return new Promise<Connection>((resolve, reject) => {
-      const client = new ssh2.Client()
+      const ssh = new NodeSSH()
+      /** ssh2's Client, from the moment node-ssh creates it (after a jump host's tunnel, if any). */
+      let client: Client | undefined
       let settled = false
       let hostKey: HostKeyInfo | undefined
       let hostKeyError: HostError | undefined
+      /** The client's first 'error' before 'ready': node-ssh rejects with it, or with its own "No response from server" on a close. */
+      let handshakeError: (Error & {level?: string; code?: string}) | undefined
       const skippedEncrypted: string[] = []
       const tried: string[] = []
-      const conn: Connection = {
-        client,
-        label,
-        target,
-        user: target.user,
-        hostKey: {type: '', fingerprint: ''},
-        channels: new Semaphore(MAX_CHANNELS_PER_CONNECTION),
-        closed: false,
-      }
 
       const fail = (err: Error): void => {
         if (settled) return
         settled = true
         deadline.clear()
-        destroyClient(client)
+        if (client) destroyClient(client)
         reject(err)
       }
       const deadline = this.connectDeadlines.create(connectTimeout, () => {
         fail(new TimeoutError(label, `connecting to ${where}`, 'ssh.connectTimeout', connectTimeout))
       })
 
-      client.on('ready', () => {
-        if (settled) {
-          client.end()
-          return
-        }
-        settled = true
-        deadline.clear()
-        conn.hostKey = hostKey!
-        this.log(
-          `${label}: connected in ${Math.round(performance.now() - started)}ms (${hostKey!.type} ${hostKey!.fingerprint})`,
-        )
-        resolve(conn)
-      })
-      client.on('error', (err: Error & {level?: string; code?: string}) => {
-        if (settled) {
-          this.log(`${label}: connection error: ${err.message}`)
-          return
-        }
-        if (hostKeyError) return fail(hostKeyError)
+      // Why the connect failed. Runs after the client's events: node-ssh's rejection is a promise
+      // reaction, and a socket error and its close are emitted in the same tick.
+      const connectFailure = (rejection: unknown, closed: boolean): Error => {
+        if (hostKeyError) return hostKeyError
+        const err = handshakeError
         // sshd disconnects with "Too many authentication failures" when an agent offers more keys
         // than MaxAuthTries: that is an authentication problem too, not an unreachable host.
-        if (err.level === 'client-authentication' || /too many authentication failures/i.test(err.message)) {
-          return fail(authFailure(label, target, tried, skippedEncrypted, identities.missing))
+        if (
+          err &&
+          (err.level === 'client-authentication' || /too many authentication failures/i.test(err.message))
+        )
+          return authFailure(label, target, tried, skippedEncrypted, identities.missing)
+        if (err) return toHostError(label, target, err)
+        if (closed)
+          return unreachable(label, target, `${where}: the server closed the connection during the handshake`)
+        return rejection instanceof Error ? rejection : new Error(String(rejection))
+      }
+
+      const connect = (cfg: NodeSshConfig): void => {
+        const connecting = ssh.connect(cfg)
+        // node-ssh creates the Client and calls its connect() before its first await (hactl passes
+        // no privateKeyPath to read), so the client is here before it can emit anything.
+        client = ssh.connection ?? undefined
+        if (!client) {
+          connecting.catch(() => undefined)
+          throw new Error('node-ssh did not start connecting')
         }
-        fail(toHostError(label, target, err))
-      })
-      client.on('close', () => {
-        conn.closed = true
-        if (!settled)
-          fail(
-            hostKeyError ??
-              unreachable(label, target, `${where}: the server closed the connection during the handshake`),
-          )
-        else onClose(conn)
-      })
+        let markGone = (): void => undefined
+        const conn: Connection = {
+          ssh,
+          client,
+          label,
+          target,
+          user: target.user,
+          hostKey: {type: '', fingerprint: ''},
+          channels: new Semaphore(MAX_CHANNELS_PER_CONNECTION),
+          closed: false,
+          gone: new Promise<void>((resolve) => (markGone = resolve)),
+        }
+        let ready = false
+        client.on('error', (err: Error & {level?: string; code?: string}) => {
+          if (settled) this.log(`${label}: connection error: ${err.message}`)
+          else handshakeError ??= err
+        })
+        client.on('close', () => {
+          conn.closed = true
+          markGone()
+          // Only an established connection is forgotten when it closes: a failed connect stays
+          // remembered until drop(), so later steps fail at once instead of waiting again.
+          if (ready) onClose(conn)
+        })
+        connecting.then(
+          () => {
+            if (settled) return // timed out meanwhile; fail() has already destroyed the client
+            if (conn.closed) return fail(connectFailure(undefined, true))
+            settled = true
+            ready = true
+            deadline.clear()
+            conn.hostKey = hostKey!
+            this.log(
+              `${label}: connected in ${Math.round(performance.now() - started)}ms (${hostKey!.type} ${hostKey!.fingerprint})`,
+            )
+            resolve(conn)
+          },
+          (error: unknown) => fail(connectFailure(error, conn.closed)),
+        )
+      }
 
       const hostVerifier = (key: Buffer, verify: (ok: boolean) => void): void => {
         this.verifyHostKey(keyName, keyErrorHost, key).then(
@@ -458,7 +509,9 @@ export class SshPool {
         })().catch((error: unknown) => fail(error as Error))
       }
 
-      const cfg: ConnectConfig = {
+      // An ssh2 ConnectConfig; node-ssh checks only username, host/sock and its own key/password
+      // fields (none here: keys go through authHandler) and hands the rest to ssh2 as is.
+      const cfg: NodeSshConfig = {
         host: target.host,
         port: target.port,
         username: target.user,
@@ -494,7 +547,7 @@ export class SshPool {
           }
           cfg.sock = sock
         }
-        client.connect(cfg)
+        connect(cfg)
       }
       start().catch((error: unknown) => fail(error instanceof Error ? error : new Error(String(error))))
     })
@@ -625,24 +678,39 @@ export class SshPool {
           new TimeoutError(conn.label, `opening a tunnel to ${dstHost}:${dstPort}`, 'ssh.connectTimeout', ms),
         )
       }, ms)
-      conn.client.forwardOut('127.0.0.1', 0, dstHost, dstPort, (err, stream) => {
-        clearTimeout(timer)
-        if (done) {
-          stream?.destroy()
-          return
-        }
-        done = true
-        if (err)
+      let opening: Promise<Duplex>
+      try {
+        opening = conn.ssh.forwardOut('127.0.0.1', 0, dstHost, dstPort)
+      } catch (error) {
+        // node-ssh throws at once when its connection has already ended.
+        opening = Promise.reject(error as Error)
+      }
+      opening.then(
+        (stream) => {
+          clearTimeout(timer)
+          if (done) {
+            stream.destroy()
+            return
+          }
+          done = true
+          resolve(stream)
+        },
+        (error: Error) => {
+          clearTimeout(timer)
+          if (done) return
+          done = true
           reject(
-            unreachable(
-              conn.label,
-              conn.target,
-              `cannot reach ${dstHost}:${dstPort} from there: ${err.message}`,
-              err,
-            ),
+            conn.closed
+              ? unreachable(conn.label, conn.target, 'the connection was closed', error)
+              : unreachable(
+                  conn.label,
+                  conn.target,
+                  `cannot reach ${dstHost}:${dstPort} from there: ${error.message}`,
+                  error,
+                ),
           )
-        else resolve(stream)
-      })
+        },
+      )
     })
   }
 
@@ -720,6 +788,7 @@ export class SshPool {
           else if (sig) signal = sig
         })
         stream.on('close', () => {
+          if (settled) return // timed out: the step has failed already
           const result: ExecResult = {
             stdout: Buffer.concat(stdout).toString('utf8'),
             stderr: Buffer.concat(stderr).toString('utf8'),
@@ -727,21 +796,19 @@ export class SshPool {
             ...(signal === undefined ? {} : {signal}),
             durationMs: Math.round(performance.now() - started),
           }
-          finish(() => {
-            if (code === null && signal === undefined && conn.closed && check) {
-              reject(
-                unreachable(
-                  conn.label,
-                  conn.target,
-                  `the connection was lost while running \`${shorten(command)}\``,
-                ),
-              )
-            } else if (check && code !== 0) {
-              reject(new RemoteCommandError(conn.label, command, code, result.stderr))
-            } else {
-              resolve(result)
-            }
-          })
+          const settle = (lost: boolean): void =>
+            finish(() => {
+              if (lost) reject(connectionLost(conn, command, signal))
+              else if (check && code !== 0)
+                reject(new RemoteCommandError(conn.label, command, code, result.stderr))
+              else resolve(result)
+            })
+          // No exit status: the command died of a signal, or the host went away under it. ssh2
+          // closes the channels of a dropped connection after its 'close', so conn.closed is set by
+          // then; but a host going down can kill the command just before sshd, hence the grace.
+          if (code !== null) settle(false)
+          else if (conn.closed) settle(true)
+          else void closedWithin(conn, LOST_CONNECTION_GRACE_MS).then(settle)
         })
         stream.on('error', () => undefined)
         if (opts.stdin === undefined) stream.end()
@@ -757,6 +824,12 @@ interface Identity {
   data: Buffer
   /** Undefined for an encrypted key not yet decrypted. */
   parsed?: ParsedKey
+}
+
+let nodeSshModule: Promise<NodeSshModule> | undefined
+async function loadNodeSsh(): Promise<NodeSshModule> {
+  nodeSshModule ??= import('node-ssh')
+  return nodeSshModule
 }
 
 let ssh2Module: Promise<Ssh2> | undefined
@@ -784,36 +857,82 @@ const NET_REASONS: Record<string, string> = {
   ECONNREFUSED: 'connection refused',
   EHOSTUNREACH: 'no route to host',
   ENETUNREACH: 'network unreachable',
-  ENOTFOUND: 'host name not found',
-  EAI_AGAIN: 'host name lookup failed (temporary DNS failure)',
   ECONNRESET: 'connection reset by the server',
   ETIMEDOUT: 'TCP connection timed out',
   EPIPE: 'connection closed by the server',
 }
 
-/** An UnreachableError whose hint is the exact ssh command to try by hand. */
-function unreachable(label: string, target: SshTarget, detail: string, cause?: unknown): UnreachableError {
-  const err = new UnreachableError(label, detail, cause)
+/** The ssh command line that checks by hand whether hactl could log in. */
+function sshProbe(target: SshTarget): string {
   const jump =
     target.jumps.length > 0
       ? ` -J ${target.jumps.map((j) => `${j.user ? `${j.user}@` : ''}${j.host}${j.port ? `:${j.port}` : ''}`).join(',')}`
       : ''
+  return `ssh${jump} -p ${target.port} ${target.user}@${target.host} true`
+}
+
+/** An UnreachableError whose hint is the exact ssh command to try by hand. */
+function unreachable(label: string, target: SshTarget, detail: string, cause?: unknown): UnreachableError {
+  const err = new UnreachableError(label, detail, cause)
   err.suggestions.splice(
     0,
     err.suggestions.length,
-    `check that the host is up and sshd listens: ssh${jump} -p ${target.port} ${target.user}@${target.host} true`,
+    `check that the host is up and sshd listens: ${sshProbe(target)}`,
   )
   return err
+}
+
+/** A command whose connection dropped before it said how it ended: it may or may not have run to the end. */
+function connectionLost(conn: Connection, command: string, signal: string | undefined): UnreachableError {
+  const err = new UnreachableError(
+    conn.label,
+    `connection lost while running the command (\`${shorten(command)}\`${signal ? `, after it got ${signal}` : ''})`,
+  )
+  err.suggestions.splice(
+    0,
+    err.suggestions.length,
+    `the host may have rebooted or dropped off the network, and the command may not have finished: once ${sshProbe(conn.target)} works, check what it did before running it again`,
+  )
+  return err
+}
+
+/** Whether the connection closes within `ms`. */
+function closedWithin(conn: Connection, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms)
+    void conn.gone.then(() => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+  })
 }
 
 /** ssh2 and socket errors as the typed errors hactl prints. */
 export function toHostError(
   label: string,
   target: SshTarget,
-  err: Error & {code?: string | number; level?: string; address?: string; port?: number},
+  err: Error & {
+    code?: string | number
+    level?: string
+    address?: string
+    port?: number
+    hostname?: string
+    syscall?: string
+  },
 ): HostError {
   if (err instanceof HostError) return err
   const code = typeof err.code === 'string' ? err.code : undefined
+  if (err.syscall === 'getaddrinfo' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    const name = err.hostname ?? target.host
+    const why = code === 'EAI_AGAIN' ? 'EAI_AGAIN: temporary DNS failure' : (code ?? 'lookup failed')
+    const e = unreachable(label, target, `cannot resolve host name "${name}" (${why})`, err)
+    e.suggestions.splice(
+      0,
+      e.suggestions.length,
+      `check the host name (host: under nodes: in hactl.yaml, or HostName in ~/.ssh/config) and your DNS: getent hosts ${name}`,
+    )
+    return e
+  }
   if (code && NET_REASONS[code]) {
     const addr = err.address ? ` (${err.address}${err.port ? `:${err.port}` : ''})` : ''
     return unreachable(label, target, `${NET_REASONS[code]}${addr}`, err)
@@ -877,7 +996,7 @@ async function endClient(conn: Connection): Promise<void> {
       clearTimeout(timer)
       resolve()
     })
-    conn.client.end()
+    conn.ssh.dispose()
   })
 }
 
