@@ -69,6 +69,8 @@ or config errors.`
       process.removeListener('SIGINT', onSigint)
     })
     while (!stop) {
+      // A host that failed last round is tried again (the pool remembers failed connects).
+      pool.forgetFailures()
       const status = await once()
       const text = await renderStatus(status, {color: this.flags.color && !process.env.NO_COLOR})
       // Clear and redraw in place on a terminal; append otherwise so logs stay readable.

@@ -31,9 +31,9 @@ interface TestServer {
 async function startServer(
   clientPublicKey: string,
   commands: Record<string, Behaviour>,
-  opts: {onAuth?: (conn: ssh2.Connection) => boolean} = {},
+  opts: {onAuth?: (conn: ssh2.Connection) => boolean; port?: number; hostKey?: {private: string; public: string}} = {},
 ): Promise<TestServer> {
-  const hostKey = ssh2.utils.generateKeyPairSync('ed25519')
+  const hostKey = opts.hostKey ?? ssh2.utils.generateKeyPairSync('ed25519')
   const allowed = ssh2.utils.parseKey(clientPublicKey) as ssh2.ParsedKey
   const conns = new Set<ssh2.Connection>()
   const server = new ssh2.Server({hostKeys: [hostKey.private]}, (conn) => {
@@ -66,7 +66,7 @@ async function startServer(
       })
     })
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve))
   const port = (server.address() as AddressInfo).port
   return {
     port,
@@ -286,6 +286,29 @@ describe('ssh pool against an in-process SSH server', () => {
     } finally {
       await rude.close()
     }
+  })
+
+  test('forgetFailures(): a host that failed is tried again (status --watch, next round)', async () => {
+    // Given a known host whose port has nothing listening yet
+    const hostKey = ssh2.utils.generateKeyPairSync('ed25519')
+    const probe = await startServer(clientKey.public, {}, {hostKey})
+    const port = probe.port
+    await probe.close()
+    writeFileSync(knownHosts, `${server.hostKeyLine}\n${probe.hostKeyLine}\n`)
+    await withPool(configFor(port), async (pool, node) => {
+      await assert.rejects(pool.connect(node), UnreachableError)
+      // When the server comes up on that port, the remembered failure still answers
+      const back = await startServer(clientKey.public, {}, {port, hostKey})
+      try {
+        await assert.rejects(pool.connect(node), UnreachableError)
+        // Until the failures are forgotten: then it connects
+        pool.forgetFailures()
+        await pool.connect(node)
+      } finally {
+        await pool.close()
+        await back.close()
+      }
+    })
   })
 })
 

@@ -162,6 +162,8 @@ interface Connection {
  */
 export class SshPool {
   private readonly conns = new Map<string, Promise<Connection>>()
+  /** Names whose remembered connect failed (forgetFailures() clears them). */
+  private readonly failed = new Set<string>()
   private readonly hostSlots: Semaphore
   private readonly activeHosts = new Map<
     string,
@@ -218,10 +220,20 @@ export class SshPool {
     return this.withHost(node, async () => (await this.connection(node)).hostKey)
   }
 
+  /**
+   * Forget every failed connect, so the next step on those hosts tries again (a watch loop's next
+   * round). Connections that are open or opening are kept.
+   */
+  forgetFailures(): void {
+    for (const name of this.failed) this.conns.delete(name)
+    this.failed.clear()
+  }
+
   /** Forget the node's connection (closing it if open), so the next step connects afresh. */
   async drop(node: ResolvedNode): Promise<void> {
     const p = this.conns.get(node.name)
     this.conns.delete(node.name)
+    this.failed.delete(node.name)
     if (!p) return
     const conn = await p.catch(() => undefined)
     if (conn) await endClient(conn)
@@ -284,7 +296,9 @@ export class SshPool {
       p = opening
       this.conns.set(node.name, p)
       // Callers see the rejection; this keeps a failure nobody awaits from crashing the process.
-      p.catch(() => undefined)
+      p.catch(() => {
+        if (this.conns.get(node.name) === opening) this.failed.add(node.name)
+      })
     }
     return p
   }
