@@ -72,3 +72,16 @@ export async function loadAgentConfig<T>(load: () => Promise<T>): Promise<T> {
     throw error
   }
 }
+
+/**
+ * An agent's etcd endpoints (--endpoints) and hactl.yaml: on a host there may be no hactl.yaml, so
+ * with --endpoints and no --config the file is not read at all.
+ */
+export async function agentSetup<T>(
+  flags: {endpoints?: string; config?: string},
+  load: () => Promise<T>,
+): Promise<{endpoints?: string[]; config?: T}> {
+  const endpoints = parseEndpoints(flags.endpoints)
+  const config = endpoints && !flags.config ? undefined : await loadAgentConfig(load)
+  return {...(endpoints ? {endpoints} : {}), ...(config === undefined ? {} : {config})}
+}

@@ -1,5 +1,13 @@
 import {Flags} from '@oclif/core'
 
+/** `--endpoints URL,...` of the agents (env HACTL_ETCD_ENDPOINTS). */
+export const etcdEndpointsFlag = () =>
+  Flags.string({
+    summary: 'etcd client URLs, comma-separated (default: from hactl.yaml).',
+    env: 'HACTL_ETCD_ENDPOINTS',
+    helpValue: 'URL,...',
+  })
+
 /**
  * `--wait-lock DURATION`, shared by every command that takes the cluster lock: wait this long for
  * another run's lock instead of refusing at once.

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../base-command.js'
+import {etcdEndpointsFlag} from '../../ui/flags.js'
 
 export default class AgentDispatcher extends BaseCommand<typeof AgentDispatcher> {
   static override summary =
@@ -57,19 +58,12 @@ when the endpoints are given. Logs one line per event to stdout. See docs/agents
       min: 0,
       max: 86_400,
     }),
-    endpoints: Flags.string({
-      summary: 'etcd client URLs, comma-separated (default: from hactl.yaml).',
-      env: 'HACTL_ETCD_ENDPOINTS',
-      helpValue: 'URL,...',
-    }),
+    endpoints: etcdEndpointsFlag(),
   }
 
   public async run(): Promise<void> {
-    const {loadAgentConfig, parseEndpoints, stopOnSignals} = await import('../../ui/agent-cli.js')
-    const endpoints = parseEndpoints(this.flags.endpoints)
-    // On a host there may be no hactl.yaml: with --endpoints it is read only when asked for.
-    const config =
-      endpoints && !this.flags.config ? undefined : await loadAgentConfig(() => this.hactlConfig())
+    const {agentSetup, stopOnSignals} = await import('../../ui/agent-cli.js')
+    const {endpoints, config} = await agentSetup(this.flags, () => this.hactlConfig())
     const listFile = this.flags['list-file'] ?? config?.kamailio.listFile ?? '/etc/kamailio/dispatcher.list'
     if (!listFile.startsWith('/')) {
       const {UserError} = await import('../../lib/errors.js')

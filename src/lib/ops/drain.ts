@@ -834,6 +834,15 @@ async function applyDrain(
   let deadline = 0
   // The mark keeps the time the drain began, through draining → drained and later runs.
   let since = f.mark?.since
+  // The mark keeps the reason given now, else the one it had, and when the drain began.
+  const writeMark = (state: 'draining' | 'drained') =>
+    setMark(etcd, prefix, {
+      node: node.name,
+      state,
+      ...(opts.reason === undefined ? (f.mark?.reason ? {reason: f.mark.reason} : {}) : {reason: opts.reason}),
+      command: run.command,
+      ...(since ? {since} : {}),
+    })
   const result = (
     outcome: NodeOutcome,
     message: string,
@@ -913,17 +922,7 @@ async function applyDrain(
       report.start(step.kind)
       switch (step.kind) {
         case 'mark-draining': {
-          const stored = await setMark(etcd, prefix, {
-            node: node.name,
-            state: 'draining',
-            ...(opts.reason === undefined
-              ? f.mark?.reason
-                ? {reason: f.mark.reason}
-                : {}
-              : {reason: opts.reason}),
-            command: run.command,
-            ...(since ? {since} : {}),
-          })
+          const stored = await writeMark('draining')
           since = stored.since
           mark = 'draining'
           report.done()
@@ -1028,17 +1027,7 @@ async function applyDrain(
           break
         }
         case 'mark-drained': {
-          await setMark(etcd, prefix, {
-            node: node.name,
-            state: 'drained',
-            ...(opts.reason === undefined
-              ? f.mark?.reason
-                ? {reason: f.mark.reason}
-                : {}
-              : {reason: opts.reason}),
-            command: run.command,
-            ...(since ? {since} : {}),
-          })
+          await writeMark('drained')
           mark = 'drained'
           report.done()
           break
@@ -1116,17 +1105,7 @@ async function applyDrain(
   async function finishForced(): Promise<NodeRunResult> {
     if (steps.some((s) => s.kind === 'mark-drained')) {
       report.start('mark-drained')
-      await setMark(etcd, prefix, {
-        node: node.name,
-        state: 'drained',
-        ...(opts.reason === undefined
-          ? f.mark?.reason
-            ? {reason: f.mark.reason}
-            : {}
-          : {reason: opts.reason}),
-        command: run.command,
-        ...(since ? {since} : {}),
-      })
+      await writeMark('drained')
       mark = 'drained'
       report.done()
     }
