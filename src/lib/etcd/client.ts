@@ -2,7 +2,8 @@ import {readFileSync} from 'node:fs'
 import type {AddressInfo, Server, Socket} from 'node:net'
 import type {Duplex} from 'node:stream'
 import type {Etcd3, IOptions} from 'etcd3'
-import {etcdEndpoints, expandHome, type HactlConfig} from '../config/load.js'
+import {etcdEndpoints, expandHome} from '../config/file.js'
+import type {HactlConfig} from '../config/load.js'
 import {ConfigError, formatMs, HactlError} from '../errors.js'
 
 /** Opens a byte stream to host:port from somewhere else: the SSH pool's `forwardOut`. */

@@ -1,5 +1,5 @@
 import {z} from 'zod'
-import {NODE_NAME_RE} from '../config/schema.js'
+import {NODE_NAME_RE} from '../config/rules.js'
 import {UserError} from '../errors.js'
 import {localIdentity} from '../history.js'
 import type {EtcdHandle} from './client.js'
