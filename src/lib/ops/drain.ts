@@ -24,6 +24,7 @@ import {
 import type {SshPool} from '../ssh/pool.js'
 import {shellQuote} from '../ssh/quote.js'
 import {checkCapacity, type CapacityCheck} from './capacity.js'
+import {drainProbedNodes} from './targets.js'
 
 /**
  * `hactl node drain` and `hactl node undrain`, as facts → plan → apply.
@@ -556,7 +557,7 @@ async function runOperation(
   // facts themselves are still gathered under the lock. A host that fails here is not retried.
   const connectErrors = new Map<string, unknown>()
   const warm = Promise.all(
-    probedNodes(config, opts.nodes, minInService).map((n) =>
+    drainProbedNodes(config, opts.nodes, minInService).map((n) =>
       pool.connect(n).catch((error: unknown) => void connectErrors.set(n.name, error)),
     ),
   )
@@ -689,17 +690,6 @@ function rotationOf(dispatcher: Record<string, DestinationView | null>): Record<
   return Object.fromEntries(Object.entries(dispatcher).map(([k, v]) => [k, v?.flags ?? null]))
 }
 
-/** The hosts whose facts a run needs: the Asterisk boxes (all of them for the capacity guard) and every Kamailio. */
-function probedNodes(config: HactlConfig, targets: ResolvedNode[], minInService: number): ResolvedNode[] {
-  const names = new Set(targets.map((t) => t.name))
-  // Without a capacity guard the other boxes do not matter: do not spend connections on them.
-  return config.nodes.filter(
-    (n) =>
-      (n.roles.includes('asterisk') && (minInService > 0 || names.has(n.name))) ||
-      n.roles.includes('kamailio'),
-  )
-}
-
 /** Probe every Asterisk box (calls), every Kamailio (its dispatcher list) and etcd (the marks), all at once. */
 export async function gatherDrainFacts(
   ctx: DrainContext,
@@ -707,7 +697,7 @@ export async function gatherDrainFacts(
   opts: {minInService: number; targets: ResolvedNode[]; connectErrors?: Map<string, unknown>},
 ): Promise<DrainFacts> {
   const {config, pool} = ctx
-  const probed = probedNodes(config, opts.targets, opts.minInService)
+  const probed = drainProbedNodes(config, opts.targets, opts.minInService)
   const asteriskNodes = probed.filter((n) => n.roles.includes('asterisk'))
   const kamailioNodes = probed.filter((n) => n.roles.includes('kamailio'))
   const connectError = (n: ResolvedNode): void => {

@@ -5,6 +5,7 @@ import {classifyAsteriskAnswer, parseChannelsCount} from '../facts/asterisk.js'
 import {parseDispatcherList} from '../facts/kamailio.js'
 import type {SshPool} from '../ssh/pool.js'
 import {buildStatusProbe, parseStatusProbe} from './status-probe.js'
+import {statusProbeNodes} from './targets.js'
 import {
   findProblems,
   isInService,
@@ -37,7 +38,7 @@ interface EtcdFacts {
 export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: StatusOptions): Promise<ClusterStatus> {
   const started = Date.now()
   const kamailioNodes = config.nodes.filter((n) => n.roles.includes('kamailio'))
-  const probeNodes = uniqueNodes([...opts.nodes, ...kamailioNodes])
+  const probeNodes = statusProbeNodes(config, opts.nodes)
   const hasEtcdRole = config.nodes.some((n) => n.roles.includes('etcd')) || config.etcd.endpoints.length > 0
 
   const [probes, etcd] = await Promise.all([
@@ -258,9 +259,4 @@ async function gatherEtcd(config: HactlConfig, pool: SshPool): Promise<EtcdFacts
 
 function firstLine(s: string): string {
   return (s.split('\n').find((l) => l.trim() !== '') ?? '').trim().slice(0, 200)
-}
-
-function uniqueNodes(nodes: ResolvedNode[]): ResolvedNode[] {
-  const seen = new Set<string>()
-  return nodes.filter((n) => (seen.has(n.name) ? false : (seen.add(n.name), true)))
 }
