@@ -7,6 +7,16 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === 'version')) {
   const {version} = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
   process.stdout.write(`hactl/${version} ${process.platform}-${process.arch} node-${process.version}\n`)
 } else {
+  // Node >= 22.1 can keep compiled code between runs; older versions start without it.
+  const {default: nodeModule} = await import('node:module')
+  nodeModule.enableCompileCache?.()
+  // The commands that work over SSH open their connections before oclif loads (dist/prestart.js).
+  const early = await import('../dist/prestart.js')
+  await early.prestart(argv)
   const {execute} = await import('@oclif/core')
-  await execute({dir: import.meta.url})
+  try {
+    await execute({dir: import.meta.url})
+  } finally {
+    await early.discardEarly()
+  }
 }
