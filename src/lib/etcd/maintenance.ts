@@ -3,6 +3,7 @@ import {NODE_NAME_RE} from '../config/rules.js'
 import {UserError} from '../errors.js'
 import {localIdentity} from '../history.js'
 import type {EtcdHandle} from './client.js'
+import {withSlash} from './maintenance-read.js'
 
 /**
  * Maintenance marks: `<prefix><node>` → JSON, written by `hactl node drain`, cleared by
@@ -36,16 +37,7 @@ export interface InvalidEntry {
 /** The valid marks, with the broken values alongside (`.invalid`). */
 export type MaintenanceMarks = MaintenanceMark[] & {invalid: InvalidEntry[]}
 
-export function withSlash(prefix: string): string {
-  return prefix.endsWith('/') ? prefix : `${prefix}/`
-}
-
-/** Every maintenance mark. A value that does not parse is listed in `.invalid`, not thrown. */
-export async function getMarks(handle: EtcdHandle, prefix: string): Promise<MaintenanceMarks> {
-  const p = withSlash(prefix)
-  const kvs = await handle.call('reading maintenance marks', (c) => c.getAll().prefix(p).strings())
-  return parseMarks(kvs, p)
-}
+export {getMarks, withSlash} from './maintenance-read.js'
 
 /** Parse `{key: value}` as read under prefix. Pure; exported for the watchers and for tests. */
 export function parseMarks(kvs: Record<string, string>, prefix: string): MaintenanceMarks {

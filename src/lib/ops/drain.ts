@@ -704,7 +704,7 @@ export async function gatherDrainFacts(
     const e = opts.connectErrors?.get(n.name)
     if (e !== undefined) throw e
   }
-  const {getMarks} = await import('../etcd/maintenance.js')
+  const {getMarks} = await import('../etcd/maintenance-read.js')
   const [asterisk, kamailio, marks] = await Promise.all([
     Promise.all(
       asteriskNodes.map(async (n) => {
