@@ -14,7 +14,9 @@ import type {PassphrasePrompt, SshPool} from './lib/ssh/pool.js'
  * the handshakes in flight get the event loop between the steps.
  *
  * It changes nothing and prints nothing. Connecting is read-only, and it connects only to the
- * hosts the command itself connects to first (`lib/ops/targets.ts`). The command adopts the config
+ * hosts the command itself connects to first (`lib/ops/targets.ts`). For `status` and the
+ * preflight of `cluster rediscover` it also sends the read-only probe the command sends first
+ * (`SshPool.prefetch`), so the hosts answer it while this process is still loading. The command adopts the config
  * and the connections (`BaseCommand.hactlConfig`, `sshPool`) when its parsed flags agree; the
  * `--verbose` lines of the connections are held until then, and a passphrase prompt waits for it.
  * When the flags do not agree, or the command ends without adopting them, the connections are
@@ -183,7 +185,25 @@ async function startConnections(args: EarlyArgs): Promise<boolean> {
   e.concurrency = concurrency
   e.verbose = verbose
   for (const node of nodes) e.pool.connect(node).catch(() => undefined)
+  await prefetchFacts(args.command, config, e.pool, nodes)
   return true
+}
+
+/**
+ * The read-only facts the command gathers first, asked as soon as each connection is up: the
+ * hosts work on them while this process loads its modules. Not for drain and undrain: they read
+ * their facts only once they hold the cluster lock.
+ */
+async function prefetchFacts(command: CommandId, config: HactlConfig, pool: SshPool, nodes: ResolvedNode[]): Promise<void> {
+  if (command === 'status') {
+    const {buildStatusProbe, STATUS_PROBE_RUN} = await import('./lib/ops/status-probe.js')
+    for (const node of nodes) pool.prefetch(node, buildStatusProbe(config, node), STATUS_PROBE_RUN)
+  } else if (command === 'cluster rediscover') {
+    const {wipePaths} = await import('./lib/etcd/paths.js')
+    const {buildPreflightScript, PREFLIGHT_RUN} = await import('./lib/ops/rediscover-probe.js')
+    const script = buildPreflightScript(config, wipePaths(config.etcd.dataDir, config.etcd.wipe))
+    for (const node of nodes) pool.prefetch(node, script, PREFLIGHT_RUN)
+  }
 }
 
 /** The hosts the command connects to first; [] when this module cannot tell for sure. */
@@ -321,5 +341,7 @@ function commandSteps(command: CommandId): Step[] {
     () => etcd3('cockatiel'),
     () => require('etcd3'),
     ...late[command].map((m) => () => import(m)),
+    () => import('chalk'),
+    ...(command === 'status' ? [() => import('cli-table3')] : []),
   ]
 }

@@ -16,6 +16,9 @@ export interface ProbeSection {
   code: number
 }
 
+/** How the probe runs: never a RemoteCommandError (each section has its exit status). */
+export const STATUS_PROBE_RUN = {check: false, timeoutName: 'ssh.commandTimeout'} as const
+
 export function buildStatusProbe(config: HactlConfig, node: ResolvedNode): string {
   const parts: string[] = [
     section('boot_id', 'cat /proc/sys/kernel/random/boot_id'),

@@ -4,7 +4,7 @@ import {readDiscoveryUrl} from '../etcd/discovery-config.js'
 import {classifyAsteriskAnswer, parseChannelsCount} from '../facts/asterisk.js'
 import {parseDispatcherList} from '../facts/kamailio.js'
 import type {SshPool} from '../ssh/pool.js'
-import {buildStatusProbe, parseStatusProbe} from './status-probe.js'
+import {buildStatusProbe, parseStatusProbe, STATUS_PROBE_RUN} from './status-probe.js'
 import {statusProbeNodes} from './targets.js'
 import {
   findProblems,
@@ -52,6 +52,9 @@ export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: Sta
     hasEtcdRole ? gatherEtcd(config, pool) : Promise.resolve(emptyEtcd()),
   ])
   const byName = new Map(probes)
+  // The gathering began with the first probe, which hactl's early start may have sent before this
+  // function ran.
+  const began = Math.min(started, ...probes.map(([, p]) => (p.ok ? p.askedAt : started)))
 
   // Each Kamailio's view of each destination, keyed by host:port.
   const kamViews = new Map<string, Map<string, DispatcherEntry> | null>()
@@ -142,8 +145,8 @@ export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: Sta
   })
   return {
     cluster: config.cluster,
-    generatedAt: new Date(started).toISOString(),
-    durationMs: Date.now() - started,
+    generatedAt: new Date(began).toISOString(),
+    durationMs: Date.now() - began,
     healthy: problems.length === 0,
     etcd: etcd.summary,
     discoveryUrls,
@@ -154,14 +157,20 @@ export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: Sta
 }
 
 type Probe =
-  | {ok: true; rttMs: number; sections: ReturnType<typeof parseStatusProbe>}
+  | {ok: true; rttMs: number; askedAt: number; sections: ReturnType<typeof parseStatusProbe>}
   | {ok: false; error: {kind: string; message: string}}
 
 async function probeNode(config: HactlConfig, pool: SshPool, node: ResolvedNode): Promise<Probe> {
   const started = Date.now()
   try {
-    const r = await pool.run(node, buildStatusProbe(config, node), {check: false, timeoutName: 'ssh.commandTimeout'})
-    return {ok: true, rttMs: Date.now() - started, sections: parseStatusProbe(r.stdout)}
+    const r = await pool.run(node, buildStatusProbe(config, node), STATUS_PROBE_RUN)
+    // From asking to the answer, also when hactl's early start asked before this function ran.
+    return {
+      ok: true,
+      rttMs: r.elapsedMs ?? Date.now() - started,
+      askedAt: r.askedAt ?? started,
+      sections: parseStatusProbe(r.stdout),
+    }
   } catch (error) {
     if (error instanceof HostError) return {ok: false, error: {kind: error.kind, message: error.message}}
     return {ok: false, error: {kind: 'error', message: (error as Error).message}}
