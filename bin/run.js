@@ -13,7 +13,14 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === 'version')) {
   // The commands that work over SSH open their connections before oclif loads (dist/prestart.js).
   const early = await import('../dist/prestart.js')
   await early.prestart(argv)
-  const {execute} = await import('@oclif/core')
+  // oclif's parts, not its index: the index also checks the Node version with semver (~25 ms),
+  // which package.json's engines make moot; its other start-up check is kept here.
+  try {
+    process.cwd()
+  } catch (error) {
+    if (error.code === 'ENOENT') process.stderr.write('WARNING: current directory does not exist\n')
+  }
+  const {execute} = await import('@oclif/core/execute')
   try {
     await execute({dir: import.meta.url})
   } finally {

@@ -1,4 +1,6 @@
-import {Command, Flags, Interfaces} from '@oclif/core'
+import {Command} from '@oclif/core/command'
+import * as Flags from '@oclif/core/flags'
+import type {Interfaces} from '@oclif/core'
 import type {HactlConfig} from './lib/config/load.js'
 import {ExitCode, HactlError, HostError, UserError} from './lib/errors.js'
 import type {SshPool} from './lib/ssh/pool.js'

@@ -303,15 +303,16 @@ function requireFrom(pkg: string, from: NodeJS.Require = require): NodeJS.Requir
 }
 
 /**
- * oclif in pieces of a few tens of milliseconds: its heaviest dependencies first, then its own
- * modules. The pieces only fill the module cache; oclif then loads as usual.
+ * oclif in pieces of a few tens of milliseconds: its heaviest dependencies first, then the parts
+ * hactl uses (never its index, see bin/run.js). The pieces only fill the module cache.
  */
 function oclifSteps(): Step[] {
   const oclif = requireFrom('@oclif/core')
   return [
-    ...['semver', 'debug', 'ansis', 'wrap-ansi', 'ejs', 'minimatch', 'tinyglobby'].map((m) => () => oclif(m)),
-    ...['errors', 'config', 'parser', 'help', 'command', 'execute'].map((m) => () => require(`@oclif/core/${m}`)),
-    () => require('@oclif/core'),
+    ...['debug', 'ansis', 'wrap-ansi', 'ejs', 'minimatch', 'tinyglobby'].map((m) => () => oclif(m)),
+    ...['errors', 'config', 'parser', 'help', 'flags', 'args', 'command', 'execute'].map(
+      (m) => () => require(`@oclif/core/${m}`),
+    ),
   ]
 }
 
