@@ -1,6 +1,7 @@
 import {createRequire} from 'node:module'
 import {parseFlagDuration} from './lib/config/rules.js'
 import type {HactlConfig, ResolvedNode} from './lib/config/load.js'
+import type {EtcdFacts} from './lib/ops/status.js'
 import type {PassphrasePrompt, SshPool} from './lib/ssh/pool.js'
 
 /**
@@ -16,7 +17,8 @@ import type {PassphrasePrompt, SshPool} from './lib/ssh/pool.js'
  * It changes nothing and prints nothing. Connecting is read-only, and it connects only to the
  * hosts the command itself connects to first (`lib/ops/targets.ts`). For `status` and the
  * preflight of `cluster rediscover` it also sends the read-only probe the command sends first
- * (`SshPool.prefetch`), so the hosts answer it while this process is still loading. The command adopts the config
+ * (`SshPool.prefetch`), so the hosts answer it while this process is still loading; for `status`
+ * also its etcd pass, once etcd3 has loaded. The command adopts the config
  * and the connections (`BaseCommand.hactlConfig`, `sshPool`) when its parsed flags agree; the
  * `--verbose` lines of the connections are held until then, and a passphrase prompt waits for it.
  * When the flags do not agree, or the command ends without adopting them, the connections are
@@ -120,6 +122,10 @@ interface Early {
   concurrency?: number
   verbose?: boolean
   adopted: boolean
+  /** status: its etcd pass, started once etcd3 has loaded. */
+  etcd?: Promise<EtcdFacts>
+  /** status: the command has asked for the etcd pass (the early start must not start one after). */
+  etcdAsked?: boolean
   /** --verbose lines of the pool, held until a command adopts it. */
   held: string[]
   /** Settled when the pool is adopted (resolves) or discarded (rejects). */
@@ -141,7 +147,14 @@ export async function prestart(argv: string[]): Promise<void> {
     const started = await startConnections(args)
     if (!started) return
     await warmUp(oclifSteps())
-    void warmUp(commandSteps(args.command))
+    void (async () => {
+      const steps = commandSteps(args.command)
+      await warmUp(steps.own)
+      await warmUp(steps.etcd)
+      // status: with etcd3 loaded, its etcd pass can start too (it only reads).
+      if (args.command === 'status') await startEtcdPass()
+      await warmUp(steps.late)
+    })()
   } catch {
     // The command does it all itself, and reports what went wrong.
   }
@@ -267,6 +280,22 @@ export async function adoptEarlyPool(
   return e.pool
 }
 
+/** status: start its etcd pass, unless the command has asked for it already. */
+async function startEtcdPass(): Promise<void> {
+  const e = early
+  if (!e?.pool || e.etcdAsked) return
+  const {statusEtcdFacts} = await import('./lib/ops/status.js')
+  if (!e.etcdAsked) e.etcd = statusEtcdFacts(e.config, e.pool)
+}
+
+/** status: the etcd pass the early start began for this config, if any; asked once. */
+export function takeEarlyEtcdFacts(config: HactlConfig): Promise<EtcdFacts> | undefined {
+  const e = early
+  if (!e?.adopted || e.config !== config || e.etcdAsked) return undefined
+  e.etcdAsked = true
+  return e.etcd
+}
+
 /** Close the early connections unless a command adopted them. */
 export async function discardEarly(): Promise<void> {
   const e = early
@@ -317,7 +346,7 @@ function oclifSteps(): Step[] {
 }
 
 /** What the command itself loads, in the order it needs it: its code, then etcd3, then the rendering. */
-function commandSteps(command: CommandId): Step[] {
+function commandSteps(command: CommandId): {own: Step[]; etcd: Step[]; late: Step[]} {
   const own: Record<CommandId, string[]> = {
     status: ['./commands/status.js', './lib/ops/status.js'],
     'node drain': ['./commands/node/drain.js', './lib/ops/drain.js', './ui/drain-view.js'],
@@ -332,17 +361,21 @@ function commandSteps(command: CommandId): Step[] {
     'node undrain': ['./lib/etcd/lock.js', './lib/history.js'],
     'cluster rediscover': ['./lib/etcd/lock.js', './lib/etcd/backup.js', './lib/history.js'],
   }
-  return [
-    ...own[command].map((m) => () => import(m)),
-    () => import('./lib/etcd/client.js'),
-    () => etcd3('@grpc/grpc-js'),
-    () => protoLoader('protobufjs'),
-    () => protoLoader('protobufjs/ext/descriptor'),
-    () => etcd3('@grpc/proto-loader'),
-    () => etcd3('cockatiel'),
-    () => require('etcd3'),
-    ...late[command].map((m) => () => import(m)),
-    () => import('chalk'),
-    ...(command === 'status' ? [() => import('cli-table3')] : []),
-  ]
+  return {
+    own: own[command].map((m) => () => import(m)),
+    etcd: [
+      () => import('./lib/etcd/client.js'),
+      () => etcd3('@grpc/grpc-js'),
+      () => protoLoader('protobufjs'),
+      () => protoLoader('protobufjs/ext/descriptor'),
+      () => etcd3('@grpc/proto-loader'),
+      () => etcd3('cockatiel'),
+      () => require('etcd3'),
+    ],
+    late: [
+      ...late[command].map((m) => () => import(m)),
+      () => import('chalk'),
+      ...(command === 'status' ? [() => import('cli-table3')] : []),
+    ],
+  }
 }

@@ -21,9 +21,11 @@ export interface StatusOptions {
   /** Called as each host's facts arrive (for a live progress display). */
   onNode?: (name: string, ok: boolean) => void
   bin?: string
+  /** The etcd pass, when it was started already (hactl's early start: `statusEtcdFacts`). */
+  etcd?: Promise<EtcdFacts>
 }
 
-interface EtcdFacts {
+export interface EtcdFacts {
   summary: EtcdSummary
   /** Member name or client host → role. */
   memberRoles: Map<string, {role: 'leader' | 'follower' | 'learner' | 'unhealthy'; id: string}>
@@ -39,7 +41,7 @@ export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: Sta
   const started = Date.now()
   const kamailioNodes = config.nodes.filter((n) => n.roles.includes('kamailio'))
   const probeNodes = statusProbeNodes(config, opts.nodes)
-  const hasEtcdRole = config.nodes.some((n) => n.roles.includes('etcd')) || config.etcd.endpoints.length > 0
+  const hasEtcdRole = hasEtcd(config)
 
   const [probes, etcd] = await Promise.all([
     Promise.all(
@@ -49,7 +51,7 @@ export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: Sta
         return [node.name, r] as const
       }),
     ),
-    hasEtcdRole ? gatherEtcd(config, pool) : Promise.resolve(emptyEtcd()),
+    opts.etcd ?? statusEtcdFacts(config, pool),
   ])
   const byName = new Map(probes)
   // The gathering began with the first probe, which hactl's early start may have sent before this
@@ -203,6 +205,15 @@ function safeReadDiscovery(text: string, config: HactlConfig): string | undefine
   } catch {
     return undefined
   }
+}
+
+function hasEtcd(config: HactlConfig): boolean {
+  return config.nodes.some((n) => n.roles.includes('etcd')) || config.etcd.endpoints.length > 0
+}
+
+/** status's etcd pass (health, member roles, maintenance marks); never rejects. */
+export function statusEtcdFacts(config: HactlConfig, pool: SshPool): Promise<EtcdFacts> {
+  return hasEtcd(config) ? gatherEtcd(config, pool) : Promise.resolve(emptyEtcd())
 }
 
 function emptyEtcd(): EtcdFacts {
