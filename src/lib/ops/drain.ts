@@ -704,7 +704,7 @@ export async function gatherDrainFacts(
     const e = opts.connectErrors?.get(n.name)
     if (e !== undefined) throw e
   }
-  const {getMarks} = await import('../etcd/maintenance-read.js')
+  const {getMarks} = await import('../etcd/marks.js')
   const [asterisk, kamailio, marks] = await Promise.all([
     Promise.all(
       asteriskNodes.map(async (n) => {
@@ -806,7 +806,7 @@ async function applyDrain(
   steps: PlanStep[],
 ): Promise<NodeRunResult> {
   const {ctx, opts, etcd, prefix} = run
-  const {setMark, clearMark} = await import('../etcd/maintenance.js')
+  const {setMark, clearMark} = await import('../etcd/marks.js')
   const started = Date.now()
   const report = new StepReporter(node.name, steps, run.hooks.onEvent)
   const rotation = rotationOf(f.dispatcher)
@@ -1132,8 +1132,8 @@ async function rollBackDrain(
   changes: RotationChange[],
   markChanged: boolean,
   etcdOps: {
-    setMark: typeof import('../etcd/maintenance.js').setMark
-    clearMark: typeof import('../etcd/maintenance.js').clearMark
+    setMark: typeof import('../etcd/marks.js').setMark
+    clearMark: typeof import('../etcd/marks.js').clearMark
   },
 ): Promise<{rotation: Record<string, string | null>; mark: 'draining' | 'drained' | null; message: string}> {
   const rotation: Record<string, string | null> = {}
@@ -1184,7 +1184,7 @@ async function applyUndrain(
   steps: PlanStep[],
 ): Promise<NodeRunResult> {
   const {ctx, opts, etcd, prefix} = run
-  const {clearMark} = await import('../etcd/maintenance.js')
+  const {clearMark} = await import('../etcd/marks.js')
   const started = Date.now()
   const report = new StepReporter(node.name, steps, run.hooks.onEvent)
   const rotation = rotationOf(f.dispatcher)

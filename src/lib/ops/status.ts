@@ -226,7 +226,7 @@ async function gatherEtcd(config: HactlConfig, pool: SshPool): Promise<EtcdFacts
   try {
     const {openEtcd} = await import('../etcd/client.js')
     const {etcdClusterHealth} = await import('../etcd/health.js')
-    const {getMarks} = await import('../etcd/maintenance-read.js')
+    const {getMarks} = await import('../etcd/marks.js')
     const etcdNode = config.nodes.find((n) => n.roles.includes('etcd'))
     handle = await openEtcd(config, {
       ...(config.etcd.via === 'ssh' && etcdNode ? {tunnel: (h: string, p: number) => pool.forwardOut(etcdNode, h, p)} : {}),
