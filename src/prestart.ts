@@ -44,7 +44,11 @@ const BASE: Grammar = {
 }
 const COMMANDS: Record<CommandId, Grammar> = {
   status: {value: ['--interval'], bool: ['--watch'], positionals: true},
-  'node drain': {value: ['--timeout', '--reason', '--wait-lock'], bool: ['--force', '--dry-run'], positionals: true},
+  'node drain': {
+    value: ['--timeout', '--reason', '--wait-lock'],
+    bool: ['--force', '--dry-run'],
+    positionals: true,
+  },
   'node undrain': {value: ['--timeout', '--wait-lock'], bool: ['--dry-run'], positionals: true},
   // --size, --discovery, --discovery-service and the timeouts are left to oclif and the command.
   'cluster rediscover': {value: [], bool: ['--restore', '--no-restore', '--dry-run'], positionals: false},
@@ -100,7 +104,8 @@ export function parseEarlyArgs(argv: string[]): EarlyArgs | undefined {
 
 /** Flag values oclif or the command would refuse (before connecting anywhere). */
 function valuesValid(values: Map<string, string>, bools: Set<string>): boolean {
-  const int = (v: string | undefined, max: number) => v === undefined || (/^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= max)
+  const int = (v: string | undefined, max: number) =>
+    v === undefined || (/^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= max)
   const duration = (v: string | undefined) => v === undefined || parseFlagDuration(v) !== undefined
   return (
     int(values.get('--concurrency'), 1000) &&
@@ -177,7 +182,9 @@ async function startConnections(args: EarlyArgs): Promise<boolean> {
 
   const nodes = await nodesFor(args, config)
   if (nodes.length === 0) return false
-  const concurrency = args.values.has('--concurrency') ? Number(args.values.get('--concurrency')) : config.concurrency
+  const concurrency = args.values.has('--concurrency')
+    ? Number(args.values.get('--concurrency'))
+    : config.concurrency
   const verbose = args.bools.has('--verbose')
   const e = early
   const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY)
@@ -189,9 +196,7 @@ async function startConnections(args: EarlyArgs): Promise<boolean> {
   const {SshPool} = await import('./lib/ssh/pool.js')
   e.pool = new SshPool(config, {
     concurrency,
-    ...(verbose
-      ? {log: (line: string) => (e.adopted ? writeSshLog(line) : void e.held.push(line))}
-      : {}),
+    ...(verbose ? {log: (line: string) => (e.adopted ? writeSshLog(line) : void e.held.push(line))} : {}),
     interactive,
     ...(interactive ? {askPassphrase} : {}),
   })
@@ -207,7 +212,12 @@ async function startConnections(args: EarlyArgs): Promise<boolean> {
  * hosts work on them while this process loads its modules. Not for drain and undrain: they read
  * their facts only once they hold the cluster lock.
  */
-async function prefetchFacts(command: CommandId, config: HactlConfig, pool: SshPool, nodes: ResolvedNode[]): Promise<void> {
+async function prefetchFacts(
+  command: CommandId,
+  config: HactlConfig,
+  pool: SshPool,
+  nodes: ResolvedNode[],
+): Promise<void> {
   if (command === 'status') {
     const {buildStatusProbe, STATUS_PROBE_RUN} = await import('./lib/ops/status-probe.js')
     for (const node of nodes) pool.prefetch(node, buildStatusProbe(config, node), STATUS_PROBE_RUN)
@@ -351,7 +361,11 @@ function commandSteps(command: CommandId): {own: Step[]; etcd: Step[]; late: Ste
     status: ['./commands/status.js', './lib/ops/status.js'],
     'node drain': ['./commands/node/drain.js', './lib/ops/drain.js', './ui/drain-view.js'],
     'node undrain': ['./commands/node/undrain.js', './lib/ops/drain.js', './ui/drain-view.js'],
-    'cluster rediscover': ['./commands/cluster/rediscover.js', './lib/ops/rediscover.js', './ui/rediscover-view.js'],
+    'cluster rediscover': [
+      './commands/cluster/rediscover.js',
+      './lib/ops/rediscover.js',
+      './ui/rediscover-view.js',
+    ],
   }
   const etcd3 = requireFrom('etcd3')
   const protoLoader = requireFrom('@grpc/proto-loader', etcd3)

@@ -50,7 +50,9 @@ describe('the config cache', () => {
 
   test('an entry is private to its user and used only for the same text', async () => {
     // Given a cached config
-    const {env, cwd, file, cacheDir} = setup('cluster: one\nnodes:\n  ast1: {host: 10.0.0.21, roles: [asterisk]}\n')
+    const {env, cwd, file, cacheDir} = setup(
+      'cluster: one\nnodes:\n  ast1: {host: 10.0.0.21, roles: [asterisk]}\n',
+    )
     assert.equal((await loadConfigCached({flag: file, env, cwd})).cluster, 'one')
     const [entry] = cacheFiles(cacheDir)
     assert.ok(entry)
@@ -65,11 +67,16 @@ describe('the config cache', () => {
 
   test('an entry that does not match its key is ignored', async () => {
     // Given a cache entry whose config was changed behind hactl's back
-    const {env, cwd, file, cacheDir} = setup('cluster: real\nnodes:\n  ast1: {host: 10.0.0.21, roles: [asterisk]}\n')
+    const {env, cwd, file, cacheDir} = setup(
+      'cluster: real\nnodes:\n  ast1: {host: 10.0.0.21, roles: [asterisk]}\n',
+    )
     await loadConfigCached({flag: file, env, cwd})
     const entryFile = path.join(cacheDir, cacheFiles(cacheDir)[0]!)
     const entry = JSON.parse(readFileSync(entryFile, 'utf8')) as {key: string; config: {cluster: string}}
-    writeFileSync(entryFile, JSON.stringify({key: `${entry.key.slice(0, -1)}0`, config: {...entry.config, cluster: 'fake'}}))
+    writeFileSync(
+      entryFile,
+      JSON.stringify({key: `${entry.key.slice(0, -1)}0`, config: {...entry.config, cluster: 'fake'}}),
+    )
     // When the config is loaded
     const c = await loadConfigCached({flag: file, env, cwd})
     // Then it comes from the file

@@ -12,7 +12,14 @@ import {plainMark} from '../../src/lib/etcd/marks.js'
 /** Mostly plausible values, with the edges the schemas care about. */
 const text = (max: number) =>
   fc.oneof(fc.string({maxLength: 20}), fc.string({minLength: max - 2, maxLength: max + 2}), fc.constant(''))
-const anything = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constant(undefined))
+const anything = fc.oneof(
+  fc.string(),
+  fc.integer(),
+  fc.double(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.constant(undefined),
+)
 
 describe('quick checks against their schemas', () => {
   test('plainMark', () => {
@@ -40,7 +47,14 @@ describe('quick checks against their schemas', () => {
   })
 
   test('plainMark accepts the marks drain writes', () => {
-    const mark = {node: 'ast3', state: 'draining', reason: 'kernel', by: 'root@vm', since: new Date().toISOString(), command: "hactl node drain ast3"}
+    const mark = {
+      node: 'ast3',
+      state: 'draining',
+      reason: 'kernel',
+      by: 'root@vm',
+      since: new Date().toISOString(),
+      command: 'hactl node drain ast3',
+    }
     assert.deepEqual(plainMark(mark), maintenanceMarkSchema.parse(mark))
   })
 
@@ -62,7 +76,13 @@ describe('quick checks against their schemas', () => {
       }),
       {numRuns: 2000},
     )
-    const own = {user: 'root', host: 'vm', command: 'hactl node drain ast3', pid: 4242, since: new Date().toISOString()}
+    const own = {
+      user: 'root',
+      host: 'vm',
+      command: 'hactl node drain ast3',
+      pid: 4242,
+      since: new Date().toISOString(),
+    }
     assert.deepEqual(plainHolder(own), lockHolderSchema.parse(own))
   })
 })

@@ -74,7 +74,8 @@ function cacheKey(text: string): string | undefined {
     if (loaderHash === undefined) {
       const h = createHash('sha256').update(FORMAT)
       const ext = path.extname(new URL(import.meta.url).pathname)
-      for (const m of LOADER_MODULES) h.update('\0').update(readFileSync(new URL(`./${m}${ext}`, import.meta.url)))
+      for (const m of LOADER_MODULES)
+        h.update('\0').update(readFileSync(new URL(`./${m}${ext}`, import.meta.url)))
       loaderHash = h.digest('hex')
     }
     return createHash('sha256').update(loaderHash).update('\0').update(text).digest('hex')

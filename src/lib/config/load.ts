@@ -1,6 +1,13 @@
 import {isMap, isPair, isScalar, LineCounter, parseDocument, visit, type Document, type YAMLError} from 'yaml'
 import {ConfigError} from '../errors.js'
-import {configCandidates, displayPath, findConfigFile, MAX_CONFIG_BYTES, readConfigText, tooLarge} from './file.js'
+import {
+  configCandidates,
+  displayPath,
+  findConfigFile,
+  MAX_CONFIG_BYTES,
+  readConfigText,
+  tooLarge,
+} from './file.js'
 import {formatPath, locate, problemsFromIssues} from './problems.js'
 import {configSchema, type ParsedConfig, type Role} from './schema.js'
 

@@ -69,7 +69,8 @@ export class ClusterLockedError extends HactlError {
  */
 export async function acquireClusterLock(handle: EtcdHandle, opts: AcquireLockOptions): Promise<ClusterLock> {
   const ttl = opts.ttlSeconds ?? DEFAULT_LOCK_TTL
-  const holder = plainHolder(opts.holder) ?? (await import('./lock-schema.js')).lockHolderSchema.parse(opts.holder)
+  const holder =
+    plainHolder(opts.holder) ?? (await import('./lock-schema.js')).lockHolderSchema.parse(opts.holder)
   const value = JSON.stringify(holder)
   const waitMs = opts.waitMs ?? 0
   const pollMs = opts.pollMs ?? 250

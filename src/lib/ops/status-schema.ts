@@ -40,7 +40,13 @@ export const nodeStatusSchema = z.object({
       detail: z.string().optional(),
     })
     .optional(),
-  kamailio: z.object({state: z.enum(['running', 'down', 'unknown']), destinations: z.number().optional(), detail: z.string().optional()}).optional(),
+  kamailio: z
+    .object({
+      state: z.enum(['running', 'down', 'unknown']),
+      destinations: z.number().optional(),
+      detail: z.string().optional(),
+    })
+    .optional(),
   /** Keyed by Kamailio node name. */
   dispatcher: z.record(z.string(), dispatcherEntrySchema).optional(),
   maintenance: z
@@ -107,4 +113,3 @@ export type NodeStatus = z.infer<typeof nodeStatusSchema>
 export type Problem = z.infer<typeof problemSchema>
 export type ClusterStatus = z.infer<typeof clusterStatusSchema>
 export type EtcdSummary = ClusterStatus['etcd']
-

@@ -224,7 +224,8 @@ export class SshPool {
 
   /** Forget the node's connection (closing it if open), so the next step connects afresh. */
   async drop(node: ResolvedNode): Promise<void> {
-    for (const key of this.prefetched.keys()) if (key.startsWith(`${node.name}\0`)) this.prefetched.delete(key)
+    for (const key of this.prefetched.keys())
+      if (key.startsWith(`${node.name}\0`)) this.prefetched.delete(key)
     const p = this.conns.get(node.name)
     this.conns.delete(node.name)
     if (!p) return
