@@ -151,13 +151,16 @@ export async function prestart(argv: string[]): Promise<void> {
     if (!args) return
     const started = await startConnections(args)
     if (!started) return
+    const steps = commandSteps(args.command)
+    if (args.command === 'status') {
+      // etcd3 first: its pass (it only reads) then waits on etcd while oclif loads.
+      await warmUp(steps.etcd)
+      await startEtcdPass()
+    }
     await warmUp(oclifSteps())
     void (async () => {
-      const steps = commandSteps(args.command)
       await warmUp(steps.own)
-      await warmUp(steps.etcd)
-      // status: with etcd3 loaded, its etcd pass can start too (it only reads).
-      if (args.command === 'status') await startEtcdPass()
+      if (args.command !== 'status') await warmUp(steps.etcd)
       await warmUp(steps.late)
     })()
   } catch {
