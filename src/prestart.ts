@@ -1,6 +1,7 @@
 import {createRequire} from 'node:module'
 import {parseFlagDuration} from './lib/config/rules.js'
 import type {HactlConfig, ResolvedNode} from './lib/config/load.js'
+import type {PreflightEtcd} from './lib/ops/rediscover.js'
 import type {EtcdFacts} from './lib/ops/status.js'
 import type {PassphrasePrompt, SshPool} from './lib/ssh/pool.js'
 
@@ -17,8 +18,8 @@ import type {PassphrasePrompt, SshPool} from './lib/ssh/pool.js'
  * It changes nothing and prints nothing. Connecting is read-only, and it connects only to the
  * hosts the command itself connects to first (`lib/ops/targets.ts`). For `status` and the
  * preflight of `cluster rediscover` it also sends the read-only probe the command sends first
- * (`SshPool.prefetch`), so the hosts answer it while this process is still loading; for `status`
- * also its etcd pass, once etcd3 has loaded. The command adopts the config
+ * (`SshPool.prefetch`), so the hosts answer it while this process is still loading, and their
+ * (read-only) etcd pass, once etcd3 has loaded. The command adopts the config
  * and the connections (`BaseCommand.hactlConfig`, `sshPool`) when its parsed flags agree; the
  * `--verbose` lines of the connections are held until then, and a passphrase prompt waits for it.
  * When the flags do not agree, or the command ends without adopting them, the connections are
@@ -127,9 +128,9 @@ interface Early {
   concurrency?: number
   verbose?: boolean
   adopted: boolean
-  /** status: its etcd pass, started once etcd3 has loaded. */
-  etcd?: Promise<EtcdFacts>
-  /** status: the command has asked for the etcd pass (the early start must not start one after). */
+  /** status, rediscover: the (read-only) etcd pass the command starts with, begun once etcd3 loaded. */
+  etcd?: EarlyEtcd
+  /** The command has asked for the etcd pass (the early start must not start one after). */
   etcdAsked?: boolean
   /** --verbose lines of the pool, held until a command adopts it. */
   held: string[]
@@ -152,15 +153,16 @@ export async function prestart(argv: string[]): Promise<void> {
     const started = await startConnections(args)
     if (!started) return
     const steps = commandSteps(args.command)
-    if (args.command === 'status') {
-      // etcd3 first: its pass (it only reads) then waits on etcd while oclif loads.
+    const etcdFirst = args.command === 'status' || args.command === 'cluster rediscover'
+    if (etcdFirst) {
+      // etcd3 first: the command's etcd pass (it only reads) then waits on etcd while oclif loads.
       await warmUp(steps.etcd)
-      await startEtcdPass()
+      await startEtcdPass(args.command)
     }
     await warmUp(oclifSteps())
     void (async () => {
       await warmUp(steps.own)
-      if (args.command !== 'status') await warmUp(steps.etcd)
+      if (!etcdFirst) await warmUp(steps.etcd)
       await warmUp(steps.late)
     })()
   } catch {
@@ -293,26 +295,54 @@ export async function adoptEarlyPool(
   return e.pool
 }
 
-/** status: start its etcd pass, unless the command has asked for it already. */
-async function startEtcdPass(): Promise<void> {
+type EarlyEtcd =
+  | {command: 'status'; facts: Promise<EtcdFacts>}
+  | {command: 'cluster rediscover'; facts: Promise<PreflightEtcd>}
+
+/** Start the command's etcd pass, unless the command has asked for it already. */
+async function startEtcdPass(command: CommandId): Promise<void> {
   const e = early
   if (!e?.pool || e.etcdAsked) return
-  const {statusEtcdFacts} = await import('./lib/ops/status.js')
-  if (!e.etcdAsked) e.etcd = statusEtcdFacts(e.config, e.pool)
+  if (command === 'status') {
+    const {statusEtcdFacts} = await import('./lib/ops/status.js')
+    if (!e.etcdAsked) e.etcd = {command, facts: statusEtcdFacts(e.config, e.pool)}
+  } else if (command === 'cluster rediscover') {
+    const {preflightEtcdFacts} = await import('./lib/ops/rediscover.js')
+    const nodes = e.config.nodes.filter((n) => n.roles.includes('etcd'))
+    if (!e.etcdAsked) e.etcd = {command, facts: preflightEtcdFacts(e.config, e.pool, nodes)}
+  }
 }
 
-/** status: the etcd pass the early start began for this config, if any; asked once. */
-export function takeEarlyEtcdFacts(config: HactlConfig): Promise<EtcdFacts> | undefined {
+/** The etcd pass the early start began for this config, if any; asked once. */
+function takeEarlyEtcd(config: HactlConfig): EarlyEtcd | undefined {
   const e = early
   if (!e?.adopted || e.config !== config || e.etcdAsked) return undefined
   e.etcdAsked = true
   return e.etcd
 }
 
+/** status: its etcd pass, when the early start began it. */
+export function takeEarlyEtcdFacts(config: HactlConfig): Promise<EtcdFacts> | undefined {
+  const pass = takeEarlyEtcd(config)
+  return pass?.command === 'status' ? pass.facts : undefined
+}
+
+/** cluster rediscover: the etcd pass of its preflight, when the early start began it. */
+export function takeEarlyPreflightEtcd(config: HactlConfig): Promise<PreflightEtcd> | undefined {
+  const pass = takeEarlyEtcd(config)
+  return pass?.command === 'cluster rediscover' ? pass.facts : undefined
+}
+
 /** Close the early connections unless a command adopted them. */
 export async function discardEarly(): Promise<void> {
   const e = early
-  if (!e || e.adopted) return
+  if (!e) return
+  // An etcd pass nobody took: the preflight's leaves its client open for the lock; close it.
+  if (e.etcd && !e.etcdAsked) {
+    e.etcdAsked = true
+    if (e.etcd.command === 'cluster rediscover') void e.etcd.facts.then((r) => r.handle?.close())
+  }
+  if (e.adopted) return
   early = undefined
   e.closeGate()
   await e.pool?.close().catch(() => undefined)

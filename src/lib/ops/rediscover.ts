@@ -179,6 +179,8 @@ export interface RediscoverOptions extends RediscoverInputs {
   argv?: string[]
   /** For tests. */
   fetchImpl?: typeof fetch
+  /** The preflight's etcd pass, when it was started already (hactl's early start: `preflightEtcdFacts`). */
+  preflightEtcd?: Promise<PreflightEtcd>
 }
 
 export interface RediscoverResult {
@@ -414,7 +416,7 @@ async function gatherFacts(
       }
     }),
   )
-  const etcdP = etcdFacts(config, pool, v.nodes)
+  const etcdP = ctx.preflightEtcd ?? preflightEtcdFacts(config, pool, v.nodes)
   const stateDir = ctx.stateDir
   const usedFile = path.join(stateDir, 'discovery-used.json')
   const {readUsedUrls} = await import('../etcd/discovery-service.js')
@@ -482,11 +484,18 @@ async function gatherFacts(
   }
 }
 
-async function etcdFacts(
+/** The etcd half of the preflight; the handle is left open for the lock and the backup. */
+export interface PreflightEtcd {
+  facts: EtcdFacts
+  handle?: EtcdHandle
+}
+
+/** The preflight's etcd pass (read-only): health of the members. Never rejects. */
+export async function preflightEtcdFacts(
   config: HactlConfig,
   pool: SshPool,
   nodes: ResolvedNode[],
-): Promise<{facts: EtcdFacts; handle?: EtcdHandle}> {
+): Promise<PreflightEtcd> {
   let handle: EtcdHandle | undefined
   try {
     handle = await openEtcdFor(config, pool, nodes)
@@ -833,6 +842,7 @@ export function waitProbeCommand(service: string, oldBootId = '', maxMs = 0, dis
 
 interface Ctx {
   emit: (e: RediscoverEvent) => void
+  preflightEtcd?: Promise<PreflightEtcd>
   signal?: AbortSignal
   pollMs: number
   stateDir: string
@@ -860,10 +870,18 @@ export async function rediscoverCluster(
     bin: opts.bin ?? 'hactl',
     tokenTimeoutMs: opts.tokenTimeoutMs ?? 10_000,
     ...(opts.fetchImpl ? {fetchImpl: opts.fetchImpl} : {}),
+    ...(opts.preflightEtcd ? {preflightEtcd: opts.preflightEtcd} : {}),
   }
   const rebootTimeoutMs = opts.rebootTimeoutMs ?? 10 * 60_000
   const healthTimeoutMs = opts.healthTimeoutMs ?? 5 * 60_000
-  const v = validateRediscoverInputs(config, opts)
+  let v: ValidatedInputs
+  try {
+    v = validateRediscoverInputs(config, opts)
+  } catch (error) {
+    // An etcd pass started for this run keeps its client open for the lock: close it.
+    void opts.preflightEtcd?.then((r) => r.handle?.close().catch(() => undefined))
+    throw error
+  }
   const settings = planSettings(config, {stateDir, rebootTimeoutMs, healthTimeoutMs})
 
   const cleanAbort = () =>
