@@ -152,7 +152,7 @@ export async function prestart(argv: string[]): Promise<void> {
     if (!args) return
     const started = await startConnections(args)
     if (!started) return
-    const steps = commandSteps(args.command)
+    const steps = commandSteps(args.command, args.bools.has('--json'))
     const etcdFirst = args.command === 'status' || args.command === 'cluster rediscover'
     if (etcdFirst) {
       // etcd3 first: the command's etcd pass (it only reads) then waits on etcd while oclif loads.
@@ -389,7 +389,7 @@ function oclifSteps(): Step[] {
 }
 
 /** What the command itself loads, in the order it needs it: its code, then etcd3, then the rendering. */
-function commandSteps(command: CommandId): {own: Step[]; etcd: Step[]; late: Step[]} {
+function commandSteps(command: CommandId, json: boolean): {own: Step[]; etcd: Step[]; late: Step[]} {
   const own: Record<CommandId, string[]> = {
     status: ['./commands/status.js', './lib/ops/status.js'],
     'node drain': ['./commands/node/drain.js', './lib/ops/drain.js', './ui/drain-view.js'],
@@ -403,7 +403,7 @@ function commandSteps(command: CommandId): {own: Step[]; etcd: Step[]; late: Ste
   const etcd3 = requireFrom('etcd3')
   const protoLoader = requireFrom('@grpc/proto-loader', etcd3)
   const late: Record<CommandId, string[]> = {
-    status: ['./ui/status-view.js'],
+    status: json ? [] : ['./ui/status-view.js'],
     'node drain': ['./lib/etcd/lock.js', './lib/history.js'],
     'node undrain': ['./lib/etcd/lock.js', './lib/history.js'],
     'cluster rediscover': ['./lib/etcd/lock.js', './lib/etcd/backup.js', './lib/history.js'],
@@ -419,10 +419,11 @@ function commandSteps(command: CommandId): {own: Step[]; etcd: Step[]; late: Ste
       () => etcd3('cockatiel'),
       () => require('etcd3'),
     ],
+    // Not chalk: it settles its colour level when it loads, and BaseCommand.init sets FORCE_COLOR
+    // for --no-color and NO_COLOR first.
     late: [
       ...late[command].map((m) => () => import(m)),
-      () => import('chalk'),
-      ...(command === 'status' ? [() => import('cli-table3')] : []),
+      ...(command === 'status' && !json ? [() => import('cli-table3')] : []),
     ],
   }
 }
