@@ -1,5 +1,6 @@
 import type {HactlConfig} from '../config/load.js'
-import {sh, shellQuote} from '../ssh/quote.js'
+import {sh} from '../ssh/quote.js'
+import {parseProbeSections, probeSection, type ProbeSection} from './probe-sections.js'
 
 /**
  * The read-only script the preflight of `hactl cluster rediscover` runs on each etcd host, and its
@@ -13,7 +14,7 @@ const MARK = '@@hactl-rediscover:'
 export type Section = 'boot_id' | 'service' | 'discovery' | 'paths'
 
 function section(name: Section, command: string): string {
-  return `echo ${shellQuote(MARK + name)}; ( ${command} ) </dev/null 2>&1; echo "${MARK}rc $?"`
+  return probeSection(MARK, name, command)
 }
 
 /** The one read-only script a preflight runs on a host. */
@@ -34,25 +35,6 @@ export function buildPreflightScript(config: HactlConfig, wipe: string[]): strin
   ].join('\n')
 }
 
-export function parsePreflightOutput(
-  stdout: string,
-): Partial<Record<Section, {output: string; code: number}>> {
-  const out: Partial<Record<Section, {output: string; code: number}>> = {}
-  let current: Section | undefined
-  let lines: string[] = []
-  for (const line of stdout.split('\n')) {
-    if (line.startsWith(MARK)) {
-      const rest = line.slice(MARK.length)
-      if (rest.startsWith('rc ') && current) {
-        out[current] = {output: lines.join('\n'), code: Number(rest.slice(3))}
-        current = undefined
-      } else {
-        current = rest as Section
-      }
-      lines = []
-      continue
-    }
-    if (current) lines.push(line)
-  }
-  return out
+export function parsePreflightOutput(stdout: string): Partial<Record<Section, ProbeSection>> {
+  return parseProbeSections<Section>(stdout, MARK)
 }
