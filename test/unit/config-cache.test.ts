@@ -45,6 +45,8 @@ describe('the config cache', () => {
       assert.deepStrictEqual(first, parsed)
       assert.deepStrictEqual(second, parsed)
       if (!holdsSecret(parsed)) assert.equal(cacheFiles(cacheDir).length, 1)
+      // and JSON, the cache's format, keeps every field of it (also of the configs not cached)
+      assert.deepStrictEqual(JSON.parse(JSON.stringify(parsed)), parsed)
     })
   }
 
