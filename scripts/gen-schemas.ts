@@ -3,7 +3,7 @@ import {writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {z} from 'zod'
 import {configJsonSchemaText} from '../src/lib/config/json-schema.js'
-import {clusterStatusSchema} from '../src/lib/ops/status-model.js'
+import {clusterStatusSchema} from '../src/lib/ops/status-schema.js'
 
 const dir = path.resolve(import.meta.dirname, '..', 'schema')
 writeFileSync(path.join(dir, 'status.schema.json'), JSON.stringify(z.toJSONSchema(clusterStatusSchema), null, 2) + '\n')

@@ -1,8 +1,11 @@
-import {Command, Flags, Interfaces} from '@oclif/core'
+import {Command} from '@oclif/core/command'
+import * as Flags from '@oclif/core/flags'
+import type {Interfaces} from '@oclif/core'
 import type {HactlConfig} from './lib/config/load.js'
 import {ExitCode, HactlError, HostError, UserError} from './lib/errors.js'
 import {watchInterrupts} from './lib/signals.js'
 import type {SshPool} from './lib/ssh/pool.js'
+import {adoptEarlyPool, discardEarly, takeEarlyConfig} from './prestart.js'
 
 const MAX_ARGUMENTS = 4096
 
@@ -74,11 +77,18 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
   }
 
-  /** hactl.yaml, loaded once per run. */
+  /** hactl.yaml, loaded once per run (by the early start, or through the config cache). */
   protected async hactlConfig(): Promise<HactlConfig> {
     if (!this.configCache) {
-      const {loadConfig} = await import('./lib/config/load.js')
-      this.configCache = loadConfig({flag: this.flags.config})
+      const {findConfigFile} = await import('./lib/config/file.js')
+      const {loadConfigCached} = await import('./lib/config/cache.js')
+      let early: HactlConfig | undefined
+      try {
+        early = takeEarlyConfig(findConfigFile({flag: this.flags.config}))
+      } catch {
+        // No such file: loadConfigCached says so.
+      }
+      this.configCache = early ?? (await loadConfigCached({flag: this.flags.config}))
     }
     return this.configCache
   }
@@ -87,13 +97,21 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected async sshPool(): Promise<SshPool> {
     if (!this.poolInstance) {
       const config = await this.hactlConfig()
+      const concurrency = this.flags.concurrency ?? config.concurrency
+      const verbose = Boolean(this.flags.verbose)
+      // The connections the early start opened, when they were opened with these settings.
+      const early = await adoptEarlyPool(config, {concurrency, verbose})
+      if (early) {
+        this.poolInstance = early
+        return early
+      }
       const {SshPool} = await import('./lib/ssh/pool.js')
       const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY)
       // An encrypted key's passphrase is asked on a terminal, for every command that uses SSH.
       const askPassphrase = interactive ? (await import('./ui/passphrase.js')).askPassphrase : undefined
       this.poolInstance = new SshPool(config, {
-        concurrency: this.flags.concurrency ?? config.concurrency,
-        log: this.flags.verbose ? (line: string) => process.stderr.write(`[ssh] ${line}\n`) : undefined,
+        concurrency,
+        log: verbose ? (line: string) => process.stderr.write(`[ssh] ${line}\n`) : undefined,
         interactive,
         ...(askPassphrase ? {askPassphrase} : {}),
       })
@@ -186,6 +204,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       }
     }
     if (this.poolInstance) await this.poolInstance.close()
+    await discardEarly()
     return super.finally(err)
   }
 }

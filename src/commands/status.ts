@@ -1,5 +1,7 @@
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 import {BaseCommand} from '../base-command.js'
+import {takeEarlyEtcdFacts} from '../prestart.js'
 import type {ClusterStatus} from '../lib/ops/status-model.js'
 
 export default class Status extends BaseCommand<typeof Status> {
@@ -46,7 +48,11 @@ or config errors.`
     const nodes = this.positionals.length > 0 ? selectNodes(config, this.positionals) : config.nodes
     const pool = await this.sshPool()
     const {gatherStatus} = await import('../lib/ops/status.js')
-    const once = () => gatherStatus(config, pool, {nodes, bin: this.config.bin})
+    // The first pass may take the etcd pass hactl's early start began (src/prestart.ts).
+    const once = () => {
+      const etcd = takeEarlyEtcdFacts(config)
+      return gatherStatus(config, pool, {nodes, bin: this.config.bin, ...(etcd ? {etcd} : {})})
+    }
 
     if (!this.flags.watch) {
       const status = await once()

@@ -244,6 +244,9 @@ async function stopAsterisk(
   // The stop and the first look at the unit go in one round trip: an idle Asterisk is gone by then.
   let first = command ? await sendStop(deps, node, command, budget) : undefined
   const pollMs = Math.min(opts.pollMs, 250)
+  // An idle Asterisk is gone a moment after the CLI answered the stop: look again soon, then less
+  // often (50, 100, 200 ms, then pollMs).
+  let wait = Math.min(50, pollMs)
   let unitStopIssued = false
   let lastSeen: {unit: UnitState; asterisk: AsteriskState} = {
     unit: 'unknown',
@@ -281,7 +284,8 @@ async function stopAsterisk(
     if (opts.signal?.aborted) return {outcome: 'interrupted', durationMs: Date.now() - started, ...lastSeen}
     if (Date.now() >= opts.deadline)
       return {outcome: 'timeout', durationMs: Date.now() - started, ...lastSeen}
-    await sleep(Math.min(pollMs, Math.max(0, opts.deadline - Date.now())), opts.signal)
+    await sleep(Math.min(wait, Math.max(0, opts.deadline - Date.now())), opts.signal)
+    wait = Math.min(wait * 2, pollMs)
   }
 }
 

@@ -2,34 +2,15 @@ import {randomBytes} from 'node:crypto'
 import {appendFile, mkdir, readFile, rename, stat, writeFile} from 'node:fs/promises'
 import {homedir, hostname, userInfo} from 'node:os'
 import path from 'node:path'
-import {z} from 'zod'
 import type {EtcdHandle} from './etcd/client.js'
+import type {HistoryEntry} from './history-schema.js'
 
 /**
  * Audit history (issue 9): every mutating run appends one JSON line to a local file in the user's
  * state directory and, where etcd answers, one key to a bounded list in etcd.
  */
 
-export const historyEntrySchema = z.object({
-  id: z.string().min(1),
-  /** ISO time the run started. */
-  when: z.string(),
-  /** Local user name. */
-  who: z.string(),
-  /** Local host name. */
-  host: z.string(),
-  cluster: z.string(),
-  /** The command line after the program name: ["node", "drain", "ast3"]. */
-  argv: z.array(z.string()),
-  /** The plan as printed, one line per step. */
-  plan: z.array(z.string()).optional(),
-  results: z.array(z.object({node: z.string(), ok: z.boolean(), detail: z.string()})).optional(),
-  ok: z.boolean(),
-  exitCode: z.number().int(),
-  durationMs: z.number().nonnegative(),
-})
-
-export type HistoryEntry = z.output<typeof historyEntrySchema>
+export type {HistoryEntry} from './history-schema.js'
 
 export const DEFAULT_HISTORY_KEEP = 100
 /** Past this size the local file is cut to its last LOCAL_KEEP_LINES lines. */
@@ -188,7 +169,7 @@ export async function readHistory(
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
   }
-  const {entries, invalid} = parseHistoryLines(text.split('\n'))
+  const {entries, invalid} = await parseHistoryLines(text.split('\n'))
   entries.reverse()
   return {
     file,
@@ -207,12 +188,14 @@ export async function readEtcdHistory(
   const kvs = await handle.call('reading the history', (c) =>
     c.getAll().prefix(p).sort('Key', 'Descend').limit(limit).strings(),
   )
-  const {entries, invalid} = parseHistoryLines(Object.values(kvs))
+  const {entries, invalid} = await parseHistoryLines(Object.values(kvs))
   entries.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
   return {file: '', entries, invalidLines: invalid}
 }
 
-function parseHistoryLines(lines: string[]): {entries: HistoryEntry[]; invalid: number} {
+/** Entries from JSON lines; the schema (and zod) loads only here: writing a run needs neither. */
+async function parseHistoryLines(lines: string[]): Promise<{entries: HistoryEntry[]; invalid: number}> {
+  const {historyEntrySchema} = await import('./history-schema.js')
   const entries: HistoryEntry[] = []
   let invalid = 0
   for (const line of lines) {

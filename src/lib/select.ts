@@ -1,5 +1,5 @@
 import type {ResolvedNode} from './config/load.js'
-import {ROLES, type Role} from './config/schema.js'
+import {ROLES, type Role} from './config/rules.js'
 import {UserError} from './errors.js'
 
 /** A node name, a role or `all`: the characters any of them can contain. */

@@ -1,4 +1,4 @@
-import {parseDuration} from '../lib/config/schema.js'
+import {parseFlagDuration} from '../lib/config/rules.js'
 import {formatMs, InterruptedError, UserError} from '../lib/errors.js'
 import {
   waits,
@@ -355,11 +355,7 @@ export async function askAfterInterrupt(nodes: string[]): Promise<'keep' | 'put-
 
 /** `--timeout 90s`, `30m`, `1h`, or plain seconds. */
 export function parseTimeoutFlag(text: string, flag = '--timeout'): number {
-  try {
-    const ms = parseDuration(/^\d+(\.\d+)?$/.test(text) ? Number(text) : text)
-    if (ms > 0) return ms
-  } catch {
-    // Reported below with the accepted forms.
-  }
+  const ms = parseFlagDuration(text)
+  if (ms !== undefined) return ms
   throw new UserError(`${flag} ${text} is not a duration`, ['use a duration such as 90s, 30m or 1h'])
 }

@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 /** `--endpoints URL,...` of the agents (env HACTL_ETCD_ENDPOINTS). */
 export const etcdEndpointsFlag = () =>

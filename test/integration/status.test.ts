@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict'
 import {after, before, describe, test} from 'node:test'
 import {asteriskSocket, requestJson} from '../../src/lib/lab/supervisor.js'
-import {clusterStatusSchema, type ClusterStatus} from '../../src/lib/ops/status-model.js'
+import {type ClusterStatus} from '../../src/lib/ops/status-model.js'
+import {clusterStatusSchema} from '../../src/lib/ops/status-schema.js'
 import {hactl, labCli, labHost, labHosts, restoreLab, useLab, waitFor} from '../helpers/lab.js'
 
 async function status(args: string[] = []): Promise<{code: number | null; doc: ClusterStatus; stderr: string}> {

@@ -4,13 +4,8 @@ import path from 'node:path'
 import {describe, test} from 'node:test'
 import {z} from 'zod'
 import {parseConfig} from '../../src/lib/config/load.js'
-import {
-  clusterStatusSchema,
-  findProblems,
-  isInService,
-  type EtcdSummary,
-  type NodeStatus,
-} from '../../src/lib/ops/status-model.js'
+import {findProblems, isInService, type EtcdSummary, type NodeStatus} from '../../src/lib/ops/status-model.js'
+import {clusterStatusSchema} from '../../src/lib/ops/status-schema.js'
 import {buildStatusProbe, parseStatusProbe} from '../../src/lib/ops/status-probe.js'
 
 const repo = path.resolve(import.meta.dirname, '../..')

@@ -1,5 +1,6 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 import {BaseCommand} from '../../base-command.js'
+import {takeEarlyPreflightEtcd} from '../../prestart.js'
 import {waitLockFlag} from '../../ui/flags.js'
 import {InterruptedError, UserError} from '../../lib/errors.js'
 import type {RediscoverPlan, RediscoverResult} from '../../lib/ops/rediscover.js'
@@ -117,8 +118,11 @@ Exit status: 0 done; 1 failed (before step 5 nothing was changed; after it, see 
 
     let result: RediscoverResult
     try {
+      // The preflight may take the etcd pass hactl's early start began (src/prestart.ts).
+      const preflightEtcd = takeEarlyPreflightEtcd(config)
       result = await rediscoverCluster(config, pool, {
         ...inputs,
+        ...(preflightEtcd ? {preflightEtcd} : {}),
         dryRun: this.flags['dry-run'],
         rebootTimeoutMs: this.flags['reboot-timeout'],
         healthTimeoutMs: this.flags['health-timeout'],

@@ -1,4 +1,5 @@
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 import {BaseCommand} from '../../base-command.js'
 import {waitLockFlag} from '../../ui/flags.js'
 import {HactlError, InterruptedError} from '../../lib/errors.js'

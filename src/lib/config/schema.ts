@@ -1,4 +1,17 @@
 import {z} from 'zod'
+import {
+  CLUSTER_NAME_RE,
+  DURATION_RE,
+  HOST_RE,
+  NODE_NAME_RE,
+  NODE_NAME_RULE,
+  parseDuration,
+  RESERVED_NODE_NAMES,
+  ROLES,
+} from './rules.js'
+
+// The plain rules (names, roles, durations) live in rules.ts, without zod; they stay importable from here.
+export * from './rules.js'
 
 /**
  * The schema of hactl.yaml. This file is the contract between every part of hactl (and the lab,
@@ -10,8 +23,6 @@ import {z} from 'zod'
  * they run only when every field is well-typed.
  */
 
-const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/
-
 /** "500ms", "5s", "2m", "1h", or a number of seconds. Parsed to milliseconds. */
 export const duration = z
   .union([
@@ -20,42 +31,8 @@ export const duration = z
   ])
   .transform((v) => parseDuration(v))
 
-export function parseDuration(v: number | string): number {
-  if (typeof v === 'number') return Math.round(v * 1000)
-  const m = DURATION_RE.exec(v.trim())
-  if (!m) throw new Error(`not a duration: ${v}`)
-  const n = Number(m[1])
-  const unit = m[2]
-  const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000
-  return Math.round(n * factor)
-}
-
-/** Milliseconds back to the shortest duration string that parses to the same value ("30m", "1500ms"). */
-export function formatDuration(ms: number): string {
-  if (ms > 0 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`
-  if (ms > 0 && ms % 60_000 === 0) return `${ms / 60_000}m`
-  if (ms > 0 && ms % 1000 === 0) return `${ms / 1000}s`
-  return `${ms}ms`
-}
-
-export const ROLES = ['asterisk', 'kamailio', 'etcd', 'homer'] as const
-export type Role = (typeof ROLES)[number]
-
-/** Node names are used in commands, file names and etcd keys: keep them boring. */
-export const NODE_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
-export const NODE_NAME_RULE =
-  'lower-case letters, digits and "-", 1-63 characters, not starting or ending with "-"'
-/** Words a node selection understands besides node names: a node may not be called like one. */
-export const RESERVED_NODE_NAMES: readonly string[] = [...ROLES, 'all']
 const nodeName = z.string().regex(NODE_NAME_RE, `node names are ${NODE_NAME_RULE}`)
 
-export const CLUSTER_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/
-
-/**
- * A host name, an ~/.ssh/config alias (which may hold "_") or an IP address; no spaces, shell
- * metacharacters or URLs.
- */
-export const HOST_RE = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]{0,252})|[0-9a-fA-F:]+)$/
 const host = z.string().max(253, 'a host name is at most 253 characters').regex(HOST_RE, 'expected a host name or an IP address')
 const port = z.number().int('expected a whole number').min(1).max(65535)
 const USER_RE = /^[a-z_][a-z0-9_.-]*\$?$/i

@@ -1,10 +1,10 @@
 import {Document, isMap, isSeq} from 'yaml'
 import {etcdEndpoints, type HactlConfig} from './load.js'
+import {SECRET_KEY_RE} from './rules.js'
 import {formatDuration} from './schema.js'
 
 /** What `hactl config show` prints in place of a secret. */
 export const SECRET_MASK = '********'
-const SECRET_KEY_RE = /pass(word)?|secret|token/i
 
 /** One node as hactl.yaml spells it, with port and user resolved. */
 export interface ShownNode {

@@ -1,13 +1,12 @@
 import {z} from 'zod'
-import {NODE_NAME_RE} from '../config/schema.js'
-import {UserError} from '../errors.js'
-import {localIdentity} from '../history.js'
-import type {EtcdHandle} from './client.js'
+import {NODE_NAME_RE} from '../config/rules.js'
+import {withSlash} from './marks.js'
 
 /**
  * Maintenance marks: `<prefix><node>` → JSON, written by `hactl node drain`, cleared by
  * `hactl node undrain`, read by `hactl status` and the dispatcher agent. No lease: a mark outlives
- * the command that wrote it.
+ * the command that wrote it. Reading and writing them is in marks.ts, which loads this schema (and
+ * zod) only when there is something to parse or a mark its quick check cannot vouch for.
  */
 export const maintenanceMarkSchema = z.object({
   node: z.string().regex(NODE_NAME_RE, 'not a node name'),
@@ -36,16 +35,7 @@ export interface InvalidEntry {
 /** The valid marks, with the broken values alongside (`.invalid`). */
 export type MaintenanceMarks = MaintenanceMark[] & {invalid: InvalidEntry[]}
 
-export function withSlash(prefix: string): string {
-  return prefix.endsWith('/') ? prefix : `${prefix}/`
-}
-
-/** Every maintenance mark. A value that does not parse is listed in `.invalid`, not thrown. */
-export async function getMarks(handle: EtcdHandle, prefix: string): Promise<MaintenanceMarks> {
-  const p = withSlash(prefix)
-  const kvs = await handle.call('reading maintenance marks', (c) => c.getAll().prefix(p).strings())
-  return parseMarks(kvs, p)
-}
+export {clearMark, getMarks, setMark, withSlash, type SetMarkInput} from './marks.js'
 
 /** Parse `{key: value}` as read under prefix. Pure; exported for the watchers and for tests. */
 export function parseMarks(kvs: Record<string, string>, prefix: string): MaintenanceMarks {
@@ -66,61 +56,6 @@ export function parseMarks(kvs: Record<string, string>, prefix: string): Mainten
     else marks.push(res.value)
   }
   return marks
-}
-
-export interface SetMarkInput {
-  node: string
-  state: MaintenanceState
-  reason?: string
-  command?: string
-  /** Default: the local user@host. */
-  by?: string
-  /** Default: now. Pass the old mark's `since` to keep it when draining turns into drained. */
-  since?: string
-}
-
-/** Write (or overwrite) the mark of one node; returns what was stored. */
-export async function setMark(
-  handle: EtcdHandle,
-  prefix: string,
-  input: SetMarkInput,
-): Promise<MaintenanceMark> {
-  const id = localIdentity()
-  const candidate = {
-    node: input.node,
-    state: input.state,
-    ...(input.reason === undefined ? {} : {reason: input.reason}),
-    by: input.by ?? `${id.user}@${id.host}`,
-    since: input.since ?? new Date().toISOString(),
-    ...(input.command === undefined ? {} : {command: input.command}),
-  }
-  const res = maintenanceMarkSchema.safeParse(candidate)
-  if (!res.success) {
-    const issue = res.error.issues[0]
-    throw new UserError(
-      `invalid maintenance mark for ${JSON.stringify(input.node)}: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'}`,
-    )
-  }
-  const mark = res.data
-  await handle.call(`setting the maintenance mark of ${mark.node}`, (c) =>
-    c
-      .put(withSlash(prefix) + mark.node)
-      .value(JSON.stringify(mark))
-      .exec(),
-  )
-  return mark
-}
-
-/** Remove the mark of one node. Resolves true when there was one. */
-export async function clearMark(handle: EtcdHandle, prefix: string, node: string): Promise<boolean> {
-  if (!NODE_NAME_RE.test(node)) throw new UserError(`not a node name: ${JSON.stringify(node)}`)
-  const res = await handle.call(`clearing the maintenance mark of ${node}`, (c) =>
-    c
-      .delete()
-      .key(withSlash(prefix) + node)
-      .exec(),
-  )
-  return Number(res.deleted) > 0
 }
 
 export function parseJson<T extends z.ZodType>(

@@ -1,7 +1,7 @@
 import {isIP} from 'node:net'
 import type {IKeyValue, Lease, Watcher} from 'etcd3'
 import {z} from 'zod'
-import {NODE_NAME_RE} from '../config/schema.js'
+import {NODE_NAME_RE} from '../config/rules.js'
 import {formatMs, HactlError, UserError} from '../errors.js'
 import {hexId, translateEtcdError, withTimeout, type EtcdHandle} from './client.js'
 import {parseJson, parseMarks, withSlash, type InvalidEntry, type MaintenanceMarks} from './maintenance.js'

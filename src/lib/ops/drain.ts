@@ -24,6 +24,7 @@ import {
 import type {SshPool} from '../ssh/pool.js'
 import {shellQuote} from '../ssh/quote.js'
 import {checkCapacity, type CapacityCheck} from './capacity.js'
+import {drainProbedNodes} from './targets.js'
 
 /**
  * `hactl node drain` and `hactl node undrain`, as facts → plan → apply.
@@ -556,7 +557,7 @@ async function runOperation(
   // facts themselves are still gathered under the lock. A host that fails here is not retried.
   const connectErrors = new Map<string, unknown>()
   const warm = Promise.all(
-    probedNodes(config, opts.nodes, minInService).map((n) =>
+    drainProbedNodes(config, opts.nodes, minInService).map((n) =>
       pool.connect(n).catch((error: unknown) => void connectErrors.set(n.name, error)),
     ),
   )
@@ -695,17 +696,6 @@ function rotationOf(dispatcher: Record<string, DestinationView | null>): Record<
   return Object.fromEntries(Object.entries(dispatcher).map(([k, v]) => [k, v?.flags ?? null]))
 }
 
-/** The hosts whose facts a run needs: the Asterisk boxes (all of them for the capacity guard) and every Kamailio. */
-function probedNodes(config: HactlConfig, targets: ResolvedNode[], minInService: number): ResolvedNode[] {
-  const names = new Set(targets.map((t) => t.name))
-  // Without a capacity guard the other boxes do not matter: do not spend connections on them.
-  return config.nodes.filter(
-    (n) =>
-      (n.roles.includes('asterisk') && (minInService > 0 || names.has(n.name))) ||
-      n.roles.includes('kamailio'),
-  )
-}
-
 /** Probe every Asterisk box (calls), every Kamailio (its dispatcher list) and etcd (the marks), all at once. */
 export async function gatherDrainFacts(
   ctx: DrainContext,
@@ -713,14 +703,14 @@ export async function gatherDrainFacts(
   opts: {minInService: number; targets: ResolvedNode[]; connectErrors?: Map<string, unknown>},
 ): Promise<DrainFacts> {
   const {config, pool} = ctx
-  const probed = probedNodes(config, opts.targets, opts.minInService)
+  const probed = drainProbedNodes(config, opts.targets, opts.minInService)
   const asteriskNodes = probed.filter((n) => n.roles.includes('asterisk'))
   const kamailioNodes = probed.filter((n) => n.roles.includes('kamailio'))
   const connectError = (n: ResolvedNode): void => {
     const e = opts.connectErrors?.get(n.name)
     if (e !== undefined) throw e
   }
-  const {getMarks} = await import('../etcd/maintenance.js')
+  const {getMarks} = await import('../etcd/marks.js')
   const [asterisk, kamailio, marks] = await Promise.all([
     Promise.all(
       asteriskNodes.map(async (n) => {
@@ -822,7 +812,7 @@ async function applyDrain(
   steps: PlanStep[],
 ): Promise<NodeRunResult> {
   const {ctx, opts, etcd, prefix} = run
-  const {setMark, clearMark} = await import('../etcd/maintenance.js')
+  const {setMark, clearMark} = await import('../etcd/marks.js')
   const started = Date.now()
   const report = new StepReporter(node.name, steps, run.hooks.onEvent)
   const rotation = rotationOf(f.dispatcher)
@@ -1127,8 +1117,8 @@ async function rollBackDrain(
   changes: RotationChange[],
   markChanged: boolean,
   etcdOps: {
-    setMark: typeof import('../etcd/maintenance.js').setMark
-    clearMark: typeof import('../etcd/maintenance.js').clearMark
+    setMark: typeof import('../etcd/marks.js').setMark
+    clearMark: typeof import('../etcd/marks.js').clearMark
   },
 ): Promise<{rotation: Record<string, string | null>; mark: 'draining' | 'drained' | null; message: string}> {
   const rotation: Record<string, string | null> = {}
@@ -1179,7 +1169,7 @@ async function applyUndrain(
   steps: PlanStep[],
 ): Promise<NodeRunResult> {
   const {ctx, opts, etcd, prefix} = run
-  const {clearMark} = await import('../etcd/maintenance.js')
+  const {clearMark} = await import('../etcd/marks.js')
   const started = Date.now()
   const report = new StepReporter(node.name, steps, run.hooks.onEvent)
   const rotation = rotationOf(f.dispatcher)

@@ -763,7 +763,7 @@ export async function addNodeToCluster(ctx: NodeAddContext, req: NodeAddRequest,
       probeHostFacts(hostPool, node, factsReq),
       node.roles.includes('etcd') && etcd ? (await import('../etcd/health.js')).etcdClusterHealth(etcd) : Promise.resolve(undefined),
       node.roles.includes('asterisk') && etcd ? (await import('../etcd/registrations.js')).listRegistrations(etcd, config.etcd.prefixes.asterisk) : Promise.resolve(undefined),
-      node.roles.includes('asterisk') && etcd ? (await import('../etcd/maintenance.js')).getMarks(etcd, config.etcd.prefixes.maintenance) : Promise.resolve(undefined),
+      node.roles.includes('asterisk') && etcd ? (await import('../etcd/marks.js')).getMarks(etcd, config.etcd.prefixes.maintenance) : Promise.resolve(undefined),
       node.roles.includes('asterisk') && sipIp ? readKamailioViews(config, pool, kams, sipIp, config.asterisk.sipPort) : Promise.resolve([] as KamailioView[]),
     ])
     const requirements = hostRequirements(host, factsReq)

@@ -2,7 +2,8 @@ import {lookup} from 'node:dns/promises'
 import {readFile} from 'node:fs/promises'
 import {isIP} from 'node:net'
 import {removeNode} from '../config/edit.js'
-import {etcdEndpoints, type HactlConfig, type ResolvedNode} from '../config/load.js'
+import {etcdEndpoints} from '../config/file.js'
+import type {HactlConfig, ResolvedNode} from '../config/load.js'
 import type {EtcdHandle} from '../etcd/client.js'
 import type {EtcdClusterHealth, EtcdMemberHealth} from '../etcd/health.js'
 import {ExitCode, formatMs, HactlError, HostError, InterruptedError, UserError} from '../errors.js'
@@ -315,7 +316,7 @@ async function gatherRemoveFacts(ctx: NodeRemoveContext, etcd: EtcdHandle | unde
   )
   const health: Promise<EtcdClusterHealth | undefined> = etcd ? import('../etcd/health.js').then((m) => m.etcdClusterHealth(etcd)) : Promise.resolve(undefined)
   const regs = etcd ? import('../etcd/registrations.js').then((m) => m.listRegistrations(etcd, config.etcd.prefixes.asterisk)) : Promise.resolve(undefined)
-  const marks = etcd ? import('../etcd/maintenance.js').then((m) => m.getMarks(etcd, config.etcd.prefixes.maintenance)) : Promise.resolve(undefined)
+  const marks = etcd ? import('../etcd/marks.js').then((m) => m.getMarks(etcd, config.etcd.prefixes.maintenance)) : Promise.resolve(undefined)
   const views = sipIp ? readKamailioViews(config, pool, kams, sipIp, config.asterisk.sipPort) : Promise.resolve([] as KamailioView[])
   let drain: NodeRemoveFacts['drain']
   if (node.roles.includes('asterisk') && etcd) {
@@ -451,7 +452,7 @@ export async function removeNodeFromCluster(ctx: NodeRemoveContext, req: NodeRem
       }
       if (has('registration') && etcd) {
         await runner.run('registration', async () => {
-          const {clearMark} = await import('../etcd/maintenance.js')
+          const {clearMark} = await import('../etcd/marks.js')
           const key = `${config.etcd.prefixes.asterisk.endsWith('/') ? config.etcd.prefixes.asterisk : `${config.etcd.prefixes.asterisk}/`}${node.name}`
           const del = await etcd.call(`deleting the registration of ${node.name}`, (c) => c.delete().key(key).exec())
           const cleared = await clearMark(etcd, config.etcd.prefixes.maintenance, node.name)

@@ -19,6 +19,9 @@ import type {EtcdClusterHealth} from '../etcd/health.js'
 import {remoteWipeScript, wipePaths} from '../etcd/paths.js'
 import type {SshPool} from '../ssh/pool.js'
 import {sh, shellQuote} from '../ssh/quote.js'
+import {buildPreflightScript, parsePreflightOutput, PREFLIGHT_RUN} from './rediscover-probe.js'
+
+export {buildPreflightScript, parsePreflightOutput} from './rediscover-probe.js'
 
 /**
  * `hactl cluster rediscover` (issue 6): rebuild the etcd cluster from scratch with a new discovery
@@ -180,6 +183,8 @@ export interface RediscoverOptions extends RediscoverInputs {
   onWarning?: (message: string) => void
   /** For tests. */
   fetchImpl?: typeof fetch
+  /** The preflight's etcd pass, when it was started already (hactl's early start: `preflightEtcdFacts`). */
+  preflightEtcd?: Promise<PreflightEtcd>
 }
 
 export interface RediscoverResult {
@@ -314,31 +319,6 @@ export function validateRediscoverInputs(config: HactlConfig, inputs: Rediscover
 
 // --- Facts -----------------------------------------------------------------------------------
 
-const MARK = '@@hactl-rediscover:'
-type Section = 'boot_id' | 'service' | 'discovery' | 'paths'
-
-function section(name: Section, command: string): string {
-  return `echo ${shellQuote(MARK + name)}; ( ${command} ) </dev/null 2>&1; echo "${MARK}rc $?"`
-}
-
-/** The one read-only script a preflight runs on a host. */
-export function buildPreflightScript(config: HactlConfig, wipe: string[]): string {
-  const file = config.etcd.discovery.file
-  return [
-    section('boot_id', 'cat /proc/sys/kernel/random/boot_id'),
-    section('service', sh`systemctl is-active ${config.etcd.service}`),
-    // Exit 3: the file does not exist (not an error for an env file that will be created).
-    // base64: the exact bytes (a missing final newline, say) survive the trip and the checksum.
-    section('discovery', sh`if [ -e ${file} ]; then base64 < ${file}; else exit 3; fi`),
-    // Each path as it resolves on the host (symlinks followed), so one that leads out of the data
-    // dir stops the run here rather than at the wipe, after etcd was stopped everywhere.
-    section(
-      'paths',
-      sh`printf 'data\t%s\n' "$(realpath -m -- ${config.etcd.dataDir})"; for p in ${wipe}; do if [ -e "$p" ] || [ -L "$p" ]; then s=present; else s=absent; fi; printf '%s\t%s\t%s\n' "$s" "$p" "$(realpath -m -- "$p")"; done`,
-    ),
-  ].join('\n')
-}
-
 /** The paths section: which wipe paths exist, and why one cannot be wiped (it resolves outside the data dir). */
 export function parsePathsSection(output: string): {present: string[]; problems: string[]} {
   const present: string[] = []
@@ -357,29 +337,6 @@ export function parsePathsSection(output: string): {present: string[]; problems:
     }
   }
   return {present, problems}
-}
-
-export function parsePreflightOutput(
-  stdout: string,
-): Partial<Record<Section, {output: string; code: number}>> {
-  const out: Partial<Record<Section, {output: string; code: number}>> = {}
-  let current: Section | undefined
-  let lines: string[] = []
-  for (const line of stdout.split('\n')) {
-    if (line.startsWith(MARK)) {
-      const rest = line.slice(MARK.length)
-      if (rest.startsWith('rc ') && current) {
-        out[current] = {output: lines.join('\n'), code: Number(rest.slice(3))}
-        current = undefined
-      } else {
-        current = rest as Section
-      }
-      lines = []
-      continue
-    }
-    if (current) lines.push(line)
-  }
-  return out
 }
 
 /** Host facts from the preflight output; a string is the reason the host cannot take part. */
@@ -441,7 +398,7 @@ async function gatherFacts(
     v.nodes.map(async (node) => {
       ctx.emit({type: 'host', phase: 'preflight', host: node.name, state: 'start'})
       try {
-        const r = await pool.run(node, script, {check: false, timeoutName: 'ssh.commandTimeout'})
+        const r = await pool.run(node, script, PREFLIGHT_RUN)
         const f = hostFactsFrom(config, node, r.stdout)
         if (typeof f === 'string') {
           ctx.emit({type: 'host', phase: 'preflight', host: node.name, state: 'failed', detail: f})
@@ -463,7 +420,7 @@ async function gatherFacts(
       }
     }),
   )
-  const etcdP = etcdFacts(config, pool, v.nodes)
+  const etcdP = ctx.preflightEtcd ?? preflightEtcdFacts(config, pool, v.nodes)
   const stateDir = ctx.stateDir
   const usedFile = path.join(stateDir, 'discovery-used.json')
   const {readUsedUrls} = await import('../etcd/discovery-service.js')
@@ -531,11 +488,18 @@ async function gatherFacts(
   }
 }
 
-async function etcdFacts(
+/** The etcd half of the preflight; the handle is left open for the lock and the backup. */
+export interface PreflightEtcd {
+  facts: EtcdFacts
+  handle?: EtcdHandle
+}
+
+/** The preflight's etcd pass (read-only): health of the members. Never rejects. */
+export async function preflightEtcdFacts(
   config: HactlConfig,
   pool: SshPool,
   nodes: ResolvedNode[],
-): Promise<{facts: EtcdFacts; handle?: EtcdHandle}> {
+): Promise<PreflightEtcd> {
   let handle: EtcdHandle | undefined
   try {
     handle = await openEtcdFor(config, pool, nodes)
@@ -882,6 +846,7 @@ export function waitProbeCommand(service: string, oldBootId = '', maxMs = 0, dis
 
 interface Ctx {
   emit: (e: RediscoverEvent) => void
+  preflightEtcd?: Promise<PreflightEtcd>
   signal?: AbortSignal
   pollMs: number
   stateDir: string
@@ -909,10 +874,18 @@ export async function rediscoverCluster(
     bin: opts.bin ?? 'hactl',
     tokenTimeoutMs: opts.tokenTimeoutMs ?? 10_000,
     ...(opts.fetchImpl ? {fetchImpl: opts.fetchImpl} : {}),
+    ...(opts.preflightEtcd ? {preflightEtcd: opts.preflightEtcd} : {}),
   }
   const rebootTimeoutMs = opts.rebootTimeoutMs ?? 10 * 60_000
   const healthTimeoutMs = opts.healthTimeoutMs ?? 5 * 60_000
-  const v = validateRediscoverInputs(config, opts)
+  let v: ValidatedInputs
+  try {
+    v = validateRediscoverInputs(config, opts)
+  } catch (error) {
+    // An etcd pass started for this run keeps its client open for the lock: close it.
+    void opts.preflightEtcd?.then((r) => r.handle?.close().catch(() => undefined))
+    throw error
+  }
   const settings = planSettings(config, {stateDir, rebootTimeoutMs, healthTimeoutMs})
 
   const cleanAbort = () =>

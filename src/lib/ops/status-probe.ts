@@ -1,5 +1,6 @@
 import type {HactlConfig, ResolvedNode} from '../config/load.js'
 import {shellQuote} from '../ssh/quote.js'
+import {parseProbeSections, probeSection, type ProbeSection} from './probe-sections.js'
 
 /**
  * The one remote script `hactl status` runs on a host: it collects every fact the status needs
@@ -11,10 +12,10 @@ export const MARK = '@@hactl:'
 
 export type SectionName = 'boot_id' | 'uptime' | 'asterisk' | 'dispatcher' | 'etcd_service' | 'discovery'
 
-export interface ProbeSection {
-  output: string
-  code: number
-}
+export type {ProbeSection} from './probe-sections.js'
+
+/** How the probe runs: never a RemoteCommandError (each section has its exit status). */
+export const STATUS_PROBE_RUN = {check: false, timeoutName: 'ssh.commandTimeout'} as const
 
 export function buildStatusProbe(config: HactlConfig, node: ResolvedNode): string {
   const parts: string[] = [
@@ -35,29 +36,12 @@ export function buildStatusProbe(config: HactlConfig, node: ResolvedNode): strin
 }
 
 function section(name: SectionName, command: string): string {
-  // `</dev/null` keeps a probe from waiting on stdin; 2>&1 because Asterisk and kamcmd answer on either.
-  return `echo ${shellQuote(MARK + name)}; ( ${command} ) </dev/null 2>&1; echo "${MARK}rc $?"`
+  return probeSection(MARK, name, command)
 }
 
-/** Split the probe's output back into its sections. A section without its rc line was cut off. */
+/** Split the probe's output back into its sections (trailing blank lines dropped). */
 export function parseStatusProbe(stdout: string): Partial<Record<SectionName, ProbeSection>> {
-  const out: Partial<Record<SectionName, ProbeSection>> = {}
-  let current: SectionName | undefined
-  let lines: string[] = []
-  for (const line of stdout.split('\n')) {
-    if (line.startsWith(MARK)) {
-      const rest = line.slice(MARK.length)
-      if (rest.startsWith('rc ') && current) {
-        out[current] = {output: lines.join('\n').replace(/\n+$/, ''), code: Number(rest.slice(3))}
-        current = undefined
-        lines = []
-      } else {
-        current = rest as SectionName
-        lines = []
-      }
-      continue
-    }
-    if (current) lines.push(line)
-  }
+  const out = parseProbeSections<SectionName>(stdout, MARK)
+  for (const sec of Object.values(out)) sec.output = sec.output.replace(/\n+$/, '')
   return out
 }

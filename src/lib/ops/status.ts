@@ -4,7 +4,8 @@ import {readDiscoveryUrl} from '../etcd/discovery-config.js'
 import {classifyAsteriskAnswer, parseChannelsCount} from '../facts/asterisk.js'
 import {parseDispatcherList} from '../facts/kamailio.js'
 import type {SshPool} from '../ssh/pool.js'
-import {buildStatusProbe, parseStatusProbe} from './status-probe.js'
+import {buildStatusProbe, parseStatusProbe, STATUS_PROBE_RUN} from './status-probe.js'
+import {statusProbeNodes} from './targets.js'
 import {
   findProblems,
   isInService,
@@ -20,9 +21,11 @@ export interface StatusOptions {
   /** Called as each host's facts arrive (for a live progress display). */
   onNode?: (name: string, ok: boolean) => void
   bin?: string
+  /** The etcd pass, when it was started already (hactl's early start: `statusEtcdFacts`). */
+  etcd?: Promise<EtcdFacts>
 }
 
-interface EtcdFacts {
+export interface EtcdFacts {
   summary: EtcdSummary
   /** Member name or client host → role. */
   memberRoles: Map<string, {role: 'leader' | 'follower' | 'learner' | 'unhealthy'; id: string}>
@@ -37,8 +40,8 @@ interface EtcdFacts {
 export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: StatusOptions): Promise<ClusterStatus> {
   const started = Date.now()
   const kamailioNodes = config.nodes.filter((n) => n.roles.includes('kamailio'))
-  const probeNodes = uniqueNodes([...opts.nodes, ...kamailioNodes])
-  const hasEtcdRole = config.nodes.some((n) => n.roles.includes('etcd')) || config.etcd.endpoints.length > 0
+  const probeNodes = statusProbeNodes(config, opts.nodes)
+  const hasEtcdRole = hasEtcd(config)
 
   const [probes, etcd] = await Promise.all([
     Promise.all(
@@ -48,9 +51,12 @@ export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: Sta
         return [node.name, r] as const
       }),
     ),
-    hasEtcdRole ? gatherEtcd(config, pool) : Promise.resolve(emptyEtcd()),
+    opts.etcd ?? statusEtcdFacts(config, pool),
   ])
   const byName = new Map(probes)
+  // The gathering began with the first probe, which hactl's early start may have sent before this
+  // function ran.
+  const began = Math.min(started, ...probes.map(([, p]) => (p.ok ? p.askedAt : started)))
 
   // Each Kamailio's view of each destination, keyed by host:port.
   const kamViews = new Map<string, Map<string, DispatcherEntry> | null>()
@@ -141,8 +147,8 @@ export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: Sta
   })
   return {
     cluster: config.cluster,
-    generatedAt: new Date(started).toISOString(),
-    durationMs: Date.now() - started,
+    generatedAt: new Date(began).toISOString(),
+    durationMs: Date.now() - began,
     healthy: problems.length === 0,
     etcd: etcd.summary,
     discoveryUrls,
@@ -153,14 +159,20 @@ export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: Sta
 }
 
 type Probe =
-  | {ok: true; rttMs: number; sections: ReturnType<typeof parseStatusProbe>}
+  | {ok: true; rttMs: number; askedAt: number; sections: ReturnType<typeof parseStatusProbe>}
   | {ok: false; error: {kind: string; message: string}}
 
 async function probeNode(config: HactlConfig, pool: SshPool, node: ResolvedNode): Promise<Probe> {
   const started = Date.now()
   try {
-    const r = await pool.run(node, buildStatusProbe(config, node), {check: false, timeoutName: 'ssh.commandTimeout'})
-    return {ok: true, rttMs: Date.now() - started, sections: parseStatusProbe(r.stdout)}
+    const r = await pool.run(node, buildStatusProbe(config, node), STATUS_PROBE_RUN)
+    // From asking to the answer, also when hactl's early start asked before this function ran.
+    return {
+      ok: true,
+      rttMs: r.elapsedMs ?? Date.now() - started,
+      askedAt: r.askedAt ?? started,
+      sections: parseStatusProbe(r.stdout),
+    }
   } catch (error) {
     if (error instanceof HostError) return {ok: false, error: {kind: error.kind, message: error.message}}
     return {ok: false, error: {kind: 'error', message: (error as Error).message}}
@@ -195,6 +207,15 @@ function safeReadDiscovery(text: string, config: HactlConfig): string | undefine
   }
 }
 
+function hasEtcd(config: HactlConfig): boolean {
+  return config.nodes.some((n) => n.roles.includes('etcd')) || config.etcd.endpoints.length > 0
+}
+
+/** status's etcd pass (health, member roles, maintenance marks); never rejects. */
+export function statusEtcdFacts(config: HactlConfig, pool: SshPool): Promise<EtcdFacts> {
+  return hasEtcd(config) ? gatherEtcd(config, pool) : Promise.resolve(emptyEtcd())
+}
+
 function emptyEtcd(): EtcdFacts {
   return {summary: {reachable: false, healthy: 0, total: 0, alarms: []}, memberRoles: new Map(), marks: new Map()}
 }
@@ -205,7 +226,7 @@ async function gatherEtcd(config: HactlConfig, pool: SshPool): Promise<EtcdFacts
   try {
     const {openEtcd} = await import('../etcd/client.js')
     const {etcdClusterHealth} = await import('../etcd/health.js')
-    const {getMarks} = await import('../etcd/maintenance.js')
+    const {getMarks} = await import('../etcd/marks.js')
     const etcdNode = config.nodes.find((n) => n.roles.includes('etcd'))
     handle = await openEtcd(config, {
       ...(config.etcd.via === 'ssh' && etcdNode ? {tunnel: (h: string, p: number) => pool.forwardOut(etcdNode, h, p)} : {}),
@@ -258,9 +279,4 @@ async function gatherEtcd(config: HactlConfig, pool: SshPool): Promise<EtcdFacts
 
 function firstLine(s: string): string {
   return (s.split('\n').find((l) => l.trim() !== '') ?? '').trim().slice(0, 200)
-}
-
-function uniqueNodes(nodes: ResolvedNode[]): ResolvedNode[] {
-  const seen = new Set<string>()
-  return nodes.filter((n) => (seen.has(n.name) ? false : (seen.add(n.name), true)))
 }

@@ -1,4 +1,5 @@
 import {readFile} from 'node:fs/promises'
+import {createRequire} from 'node:module'
 import {homedir} from 'node:os'
 import type {Duplex} from 'node:stream'
 import type {Config as NodeSshConfig, NodeSSH} from 'node-ssh'
@@ -43,7 +44,12 @@ export interface ExecResult {
   /** Exit status; null when the command died of a signal (a lost connection is an UnreachableError). */
   code: number | null
   signal?: string
+  /** The command's own run time, from opening its channel to its exit. */
   durationMs: number
+  /** When the command was asked for (epoch ms), before waiting for the connection and a channel. */
+  askedAt?: number
+  /** From the call to the answer: waiting for the connection and a channel included. */
+  elapsedMs?: number
 }
 
 export interface RunOptions {
@@ -178,6 +184,7 @@ export class SshPool {
   private closing = false
   private askPassphrase?: PassphrasePrompt
   private readonly connectDeadlines = new DeadlineGroup()
+  private readonly prefetched = new Map<string, {opts: RunOptions; result: Promise<ExecResult>}>()
 
   constructor(
     readonly config: HactlConfig,
@@ -191,15 +198,36 @@ export class SshPool {
 
   /** Run `command` with the remote user's shell. The command string is passed as is: quote values with `sh`. */
   async run(node: ResolvedNode, command: string, opts: RunOptions = {}): Promise<ExecResult> {
+    const key = prefetchKey(node, command)
+    const early = this.prefetched.get(key)
+    if (early && sameRunOptions(early.opts, opts)) {
+      this.prefetched.delete(key)
+      return early.result
+    }
+    const askedAt = Date.now()
+    const asked = performance.now()
     return this.withHost(node, async () => {
       const conn = await this.connection(node)
       const release = await conn.channels.acquire()
       try {
-        return await this.exec(conn, command, opts)
+        const r = await this.exec(conn, command, opts)
+        return {...r, askedAt, elapsedMs: Math.round(performance.now() - asked)}
       } finally {
         release()
       }
     })
+  }
+
+  /**
+   * Run a read-only command now, ahead of the step that needs it: the first `run` of the same
+   * command on the node, with the same options, gets this run's result (or error) instead of
+   * running it again. For facts a command is certain to gather (hactl's early start), never for
+   * anything that changes a host or must be read under a lock.
+   */
+  prefetch(node: ResolvedNode, command: string, opts: Omit<RunOptions, 'stdin'> = {}): void {
+    const result = this.run(node, command, opts)
+    result.catch(() => undefined)
+    this.prefetched.set(prefetchKey(node, command), {opts, result})
   }
 
   /** Connect (and authenticate) without running anything. */
@@ -231,6 +259,8 @@ export class SshPool {
 
   /** Forget the node's connection (closing it if open), so the next step connects afresh. */
   async drop(node: ResolvedNode): Promise<void> {
+    for (const key of this.prefetched.keys())
+      if (key.startsWith(`${node.name}\0`)) this.prefetched.delete(key)
     const p = this.conns.get(node.name)
     this.conns.delete(node.name)
     this.failed.delete(node.name)
@@ -847,9 +877,24 @@ async function loadNodeSsh(): Promise<NodeSshModule> {
 }
 
 let ssh2Module: Promise<Ssh2> | undefined
+function prefetchKey(node: ResolvedNode, command: string): string {
+  return `${node.name}\0${command}`
+}
+
+function sameRunOptions(a: RunOptions, b: RunOptions): boolean {
+  return (
+    a.stdin === undefined &&
+    b.stdin === undefined &&
+    a.timeoutMs === b.timeoutMs &&
+    a.timeoutName === b.timeoutName &&
+    a.become === b.become &&
+    (a.check ?? true) === (b.check ?? true)
+  )
+}
+
 async function loadSsh2(): Promise<Ssh2> {
-  // ssh2 is CommonJS: its exports sit on `default` under ESM.
-  ssh2Module ??= import('ssh2').then((m) => ((m as unknown as {default?: Ssh2}).default ?? m) as Ssh2)
+  // ssh2 is CommonJS: `require` spares Node's scan of its exports that `import()` would run.
+  ssh2Module ??= Promise.resolve().then(() => createRequire(import.meta.url)('ssh2') as Ssh2)
   return ssh2Module
 }
 
