@@ -83,6 +83,9 @@ function dropConnection(conn: ssh2.Connection): void {
   ;(conn as unknown as {_sock: {destroy(): void}})._sock.destroy()
 }
 
+/** Called by the test server when a `sleep 0.3` starts (the command is running on the "host"). */
+let onSleepStarted: (() => void) | undefined
+
 describe('ssh pool against an in-process SSH server', () => {
   const tmp = makeTempDir('hactl-pool-')
   const clientKey = ssh2.utils.generateKeyPairSync('ed25519')
@@ -120,6 +123,13 @@ describe('ssh pool against an in-process SSH server', () => {
       },
       // A channel closed with no word on how the command ended, the connection staying up.
       'sleep 30 # no status': (ch) => ch.close(),
+      'sleep 0.3': (ch) => {
+        onSleepStarted?.()
+        setTimeout(() => {
+          ch.exit(0)
+          ch.end()
+        }, 300)
+      },
     })
     writeFileSync(knownHosts, `${server.hostKeyLine}\n`)
   })
@@ -285,6 +295,32 @@ describe('ssh pool against an in-process SSH server', () => {
       })
     } finally {
       await rude.close()
+    }
+  })
+
+  test('Ctrl-C: a run still waiting for a host slot is not started; the running one finishes', async () => {
+    // Given two nodes on the server and a pool that works on one host at a time
+    const config = configFor(server.port, '')
+    const second = {...config.nodes[0]!, name: 'ast2'}
+    const pool = new SshPool(config, {concurrency: 1})
+    try {
+      const {execOnNodes, execExitCode} = await import('../../src/lib/ops/exec.js')
+      const ac = new AbortController()
+      // When Ctrl-C comes while the first host's command runs
+      onSleepStarted = () => ac.abort()
+      const out = await execOnNodes(pool, [config.nodes[0]!, second], 'sleep 0.3', {signal: ac.signal})
+      onSleepStarted = undefined
+      // Then the first one finished, the second was not run, and the exit status is 130
+      assert.deepEqual(
+        out.results.map((r) => [r.node, r.ok, r.error?.kind ?? null]),
+        [
+          ['ast1', true, null],
+          ['ast2', false, 'interrupted'],
+        ],
+      )
+      assert.equal(execExitCode(out.summary), 130)
+    } finally {
+      await pool.close()
     }
   })
 

@@ -1,5 +1,5 @@
 import type {ResolvedNode} from '../config/load.js'
-import {ExitCode, HostError} from '../errors.js'
+import {ExitCode, HostError, InterruptedError} from '../errors.js'
 import type {SshPool} from '../ssh/pool.js'
 
 export interface ExecHostResult {
@@ -87,6 +87,7 @@ async function execOne(
     opts.onUpdate?.({node: node.name, state: 'running'})
     const r = await pool.run(node, command, {
       check: false,
+      ...(opts.signal ? {signal: opts.signal} : {}),
       ...(opts.timeoutMs === undefined ? {} : {timeoutMs: opts.timeoutMs}),
       ...(opts.timeoutName === undefined ? {} : {timeoutName: opts.timeoutName}),
     })
@@ -111,7 +112,7 @@ async function execOne(
       stderr: '',
       durationMs: Math.round(performance.now() - started),
       error:
-        err instanceof NotRun
+        err instanceof NotRun || (err instanceof InterruptedError && opts.signal?.aborted)
           ? {kind: 'interrupted', message: `${node.name}: not run (interrupted)`, suggestions: []}
           : {
               kind: err instanceof HostError ? err.kind : 'internal',

@@ -11,6 +11,7 @@ import {
   HactlError,
   HostError,
   HostKeyMismatchError,
+  InterruptedError,
   RemoteCommandError,
   TimeoutError,
   UnknownHostKeyError,
@@ -65,6 +66,11 @@ export interface RunOptions {
    * command reported how it ended is an UnreachableError either way.
    */
   check?: boolean
+  /**
+   * Ctrl-C: once aborted, a run still waiting for its turn (the pool's host slots, a channel) is not
+   * started; it rejects with InterruptedError. A command already started is not affected.
+   */
+  signal?: AbortSignal
 }
 
 export interface HostKeyInfo {
@@ -210,6 +216,7 @@ export class SshPool {
       const conn = await this.connection(node)
       const release = await conn.channels.acquire()
       try {
+        if (opts.signal?.aborted) throw new InterruptedError(`${node.name}: not run (interrupted)`)
         const r = await this.exec(conn, command, opts)
         return {...r, askedAt, elapsedMs: Math.round(performance.now() - asked)}
       } finally {
@@ -885,6 +892,8 @@ function sameRunOptions(a: RunOptions, b: RunOptions): boolean {
   return (
     a.stdin === undefined &&
     b.stdin === undefined &&
+    a.signal === undefined &&
+    b.signal === undefined &&
     a.timeoutMs === b.timeoutMs &&
     a.timeoutName === b.timeoutName &&
     a.become === b.become &&
