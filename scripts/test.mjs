@@ -9,7 +9,8 @@
 // HACTL_TEST_CONFIG (and HACTL_TEST_LAB names it), and it is always removed afterwards, also when
 // a test fails or the run is interrupted. Tests that change the lab put it back.
 import {spawn} from 'node:child_process'
-import {existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -101,7 +102,9 @@ const hactlBin = existsSync(path.join(root, 'dist', 'commands', 'lab', 'up.js'))
 const hactl = (argv, opts) => run(process.execPath, [hactlBin, ...argv], opts)
 
 async function main() {
-  const env = {...process.env, HACTL_REPO: root}
+  // The tests' runs of hactl keep their history, backups and config cache in a scratch home, not
+  // in the operator's ~/.local/state/hactl and ~/.cache/hactl.
+  const env = {...process.env, HACTL_REPO: root, XDG_STATE_HOME: path.join(scratch, 'state'), XDG_CACHE_HOME: path.join(scratch, 'cache')}
   if (needsLab) {
     if (typeof process.getuid === 'function' && process.getuid() !== 0) {
       console.error('integration tests need root: they run a local lab of network namespaces (hactl lab).')
@@ -172,9 +175,11 @@ async function main() {
 
 let status = 1
 let ownsLab = true
+const scratch = mkdtempSync(path.join(tmpdir(), 'hactl-test-home-'))
 try {
   status = await main()
 } finally {
+  rmSync(scratch, {recursive: true, force: true})
   if (needsLab && ownsLab && (typeof process.getuid !== 'function' || process.getuid() === 0)) {
     const down = await hactl(['lab', 'down', '--name', TEST_LAB.name], {capture: true})
     if (down.code !== 0) {
