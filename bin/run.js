@@ -7,6 +7,18 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === 'version')) {
   const {version} = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
   process.stdout.write(`hactl/${version} ${process.platform}-${process.arch} node-${process.version}\n`)
 } else {
+  // Ctrl-C before the command has its own handling (while the early start connects and oclif
+  // loads; nothing has changed yet) ends the run with 130 rather than death by signal. Once the
+  // command listens for the signal itself, this one stands aside.
+  const onEarlySignal = (sig) => {
+    if (process.listenerCount(sig) > 1) return
+    const what = sig === 'SIGINT' ? 'Interrupted' : `Got ${sig}`
+    // BaseCommand.init sets the flag: before it, no command has run at all.
+    process.stderr.write(globalThis.hactlCommandStarted ? `\n${what}.\n` : `\n${what} before the command started: nothing was changed.\n`)
+    process.exit(130)
+  }
+  process.on('SIGINT', onEarlySignal)
+  process.on('SIGTERM', onEarlySignal)
   // Node >= 22.1 can keep compiled code between runs; older versions start without it.
   const {default: nodeModule} = await import('node:module')
   nodeModule.enableCompileCache?.()

@@ -22,6 +22,9 @@ export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args
 export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true
 
+  /** Changes the cluster: Ctrl-C is watched from the start (watchInterrupts). */
+  static interruptible = false
+
   static override baseFlags = {
     config: Flags.string({
       char: 'c',
@@ -54,6 +57,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   private cleanups: Array<() => Promise<void> | void> = []
 
   public override async init(): Promise<void> {
+    // For bin/run.js's early Ctrl-C handler: from here on a command runs.
+    ;(globalThis as {hactlCommandStarted?: boolean}).hactlCommandStarted = true
     // oclif's parser is quadratic in the number of arguments; no real command line has thousands.
     if (this.argv.length > MAX_ARGUMENTS) {
       throw new UserError(`too many arguments: ${this.argv.length} (at most ${MAX_ARGUMENTS})`, [
@@ -75,6 +80,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       process.env.NO_COLOR = '1'
       process.env.FORCE_COLOR = '0'
     }
+    // A command that changes the cluster listens for Ctrl-C from here on, before its first await
+    // in run(): an early Ctrl-C then stops it before anything changed, with exit 130.
+    if ((this.ctor as unknown as {interruptible?: boolean}).interruptible) this.startInterruptWatch()
   }
 
   /** hactl.yaml, loaded once per run (by the early start, or through the config cache). */
@@ -131,14 +139,29 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * once, printing `describe()`'s lines.
    */
   protected watchInterrupts(opts: {describe?: () => string[]; firstMessage?: string} = {}): AbortSignal {
+    if (opts.describe) this.interruptNotes.describe = opts.describe
+    if (opts.firstMessage) this.interruptNotes.firstMessage = opts.firstMessage
+    return this.startInterruptWatch()
+  }
+
+  /** What the watch prints; the command fills it in once it knows (watchInterrupts). */
+  private readonly interruptNotes: {describe?: () => string[]; firstMessage?: string} = {}
+  private interruptSignal?: AbortSignal
+
+  private startInterruptWatch(): AbortSignal {
+    if (this.interruptSignal) return this.interruptSignal
+    const notes = this.interruptNotes
     const watch = watchInterrupts({
       write: (text) => process.stderr.write(text),
       exit: (code) => process.exit(code),
-      ...(opts.describe ? {describe: opts.describe} : {}),
-      ...(opts.firstMessage ? {firstMessage: opts.firstMessage} : {}),
+      describe: () => notes.describe?.() ?? ['nothing changed yet'],
+      get firstMessage() {
+        return notes.firstMessage
+      },
     })
     // Not disposed with the cleanup: a second Ctrl-C while the command closes its connections must
     // still quit with 130 and the known state, not die by the signal.
+    this.interruptSignal = watch.signal
     return watch.signal
   }
 

@@ -5,6 +5,8 @@ import {UserError} from '../lib/errors.js'
 import type {ExecHostResult, ExecOutcome} from '../lib/ops/exec.js'
 
 export default class Exec extends BaseCommand<typeof Exec> {
+  static override interruptible = true
+
   static override summary = 'Run a shell command on nodes in parallel.'
 
   static override description = `Runs COMMAND with the login shell of the SSH user on every selected node at once (at most --concurrency hosts at a time), then prints each host's output and exit status and a summary. COMMAND is everything after "--", passed to the remote shell as is, like ssh HOST COMMAND or ansible -a: quote it for that shell. With ssh.become in hactl.yaml it runs through sudo -n for a non-root user.

@@ -18,6 +18,8 @@ const duration = Flags.custom<number>({
 })
 
 export default class ClusterRediscover extends BaseCommand<typeof ClusterRediscover> {
+  static override interruptible = true
+
   static override summary = 'Rebuild the etcd cluster from scratch with a new discovery token.'
 
   static override description = `For an etcd cluster that has lost its way ("fail on join request: Raft Internal Error", members that remember peers they should not). Replaces the "cluster rediscovery" playbook.

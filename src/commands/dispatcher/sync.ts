@@ -6,6 +6,8 @@ import {InterruptedError, UserError} from '../../lib/errors.js'
 import type {DispatcherSyncPlan, DispatcherSyncResult} from '../../lib/ops/dispatcher-sync.js'
 
 export default class DispatcherSync extends BaseCommand<typeof DispatcherSync> {
+  static override interruptible = true
+
   static override summary = 'Render dispatcher.list from etcd and push it to every Kamailio over SSH.'
 
   static override description = `Does what the dispatcher agent (hactl agent dispatcher) does, once, from here: reads the

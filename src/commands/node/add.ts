@@ -7,6 +7,8 @@ import type {NodeAddResult} from '../../lib/ops/node-add.js'
 import type {StepProgress} from '../../ui/node-view.js'
 
 export default class NodeAdd extends BaseCommand<typeof NodeAdd> {
+  static override interruptible = true
+
   static override summary = 'Add a host to the cluster: inventory, etcd member, Asterisk in rotation.'
 
   static override description = `Steps, each shown as it runs:

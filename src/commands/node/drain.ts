@@ -15,6 +15,8 @@ export interface DrainJson {
 }
 
 export default class NodeDrain extends BaseCommand<typeof NodeDrain> {
+  static override interruptible = true
+
   static override summary = 'Take Asterisk boxes out of service for maintenance without cutting a call.'
 
   static override description = `For each box: preflight (the box and every Kamailio answer; the capacity guard keeps at least asterisk.minInService boxes in service), mark it draining in etcd, set it disabled on every Kamailio (kamcmd dispatcher.set_state d, read back and verified), wait for its calls to end, stop Asterisk gracefully (core stop gracefully) and wait until the unit is inactive, mark it drained.

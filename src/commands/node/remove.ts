@@ -7,6 +7,8 @@ import type {NodeRemoveResult} from '../../lib/ops/node-remove.js'
 import type {StepProgress} from '../../ui/node-view.js'
 
 export default class NodeRemove extends BaseCommand<typeof NodeRemove> {
+  static override interruptible = true
+
   static override summary = 'Take a node out of the cluster for good: drain, etcd member, services, inventory.'
 
   static override description = `In order, each step only where it applies:

@@ -13,6 +13,8 @@ export interface UndrainJson {
 }
 
 export default class NodeUndrain extends BaseCommand<typeof NodeUndrain> {
+  static override interruptible = true
+
   static override summary = 'Put drained Asterisk boxes back in service.'
 
   static override description = `For each box: start Asterisk if it is stopped and wait until its CLI answers, or cancel a pending shutdown (core abort shutdown); set it active and probing on every Kamailio (kamcmd dispatcher.set_state ap, read back and verified); clear its maintenance mark in etcd. A box already in service needs nothing and is left alone. The plan is printed first; --dry-run stops there.
