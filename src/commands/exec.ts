@@ -1,7 +1,7 @@
 import * as Args from '@oclif/core/args'
 import * as Flags from '@oclif/core/flags'
 import {BaseCommand} from '../base-command.js'
-import {UserError} from '../lib/errors.js'
+import {UserError, withoutHost} from '../lib/errors.js'
 import type {ExecHostResult, ExecOutcome} from '../lib/ops/exec.js'
 
 export default class Exec extends BaseCommand<typeof Exec> {
@@ -126,13 +126,9 @@ function seconds(ms: number): string {
 }
 
 function describeFailure(r: ExecHostResult): string {
-  if (r.error) return r.error.message.replace(new RegExp(`^${escapeRe(r.node)}: `), '')
+  if (r.error) return withoutHost(r.node, r.error.message)
   if (r.signal) return `killed by signal ${r.signal}`
   return `exit ${r.code ?? 'unknown'} in ${seconds(r.durationMs)}`
-}
-
-function escapeRe(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
 
 async function renderOutcome(outcome: ExecOutcome): Promise<string> {

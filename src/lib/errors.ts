@@ -171,6 +171,11 @@ export class InterruptedError extends HactlError {
   }
 }
 
+/** A host's message without the `name: ` that HostError messages start with (for a row already labelled with the name). */
+export function withoutHost(name: string, message: string): string {
+  return message.startsWith(`${name}: `) ? message.slice(name.length + 2) : message
+}
+
 export function lastLines(text: string, n: number): string {
   const lines = text.replace(/\s+$/, '').split('\n')
   return lines.slice(-n).join('\n').trim()

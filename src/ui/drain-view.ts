@@ -1,5 +1,5 @@
 import {parseFlagDuration} from '../lib/config/rules.js'
-import {formatMs, InterruptedError, UserError} from '../lib/errors.js'
+import {formatMs, InterruptedError, UserError, withoutHost} from '../lib/errors.js'
 import {
   waits,
   type DrainRunOutput,
@@ -59,9 +59,7 @@ export async function renderSummary(out: DrainRunOutput, opts: {color: boolean})
   const lines: string[] = []
   for (const n of r.nodes) {
     const mark = outcomeMark(n, c)
-    // Host errors start with the host's name already.
-    const message = n.message.startsWith(`${n.node}: `) ? n.message.slice(n.node.length + 2) : n.message
-    lines.push(`${mark} ${c.bold(n.node)}: ${message}`)
+    lines.push(`${mark} ${c.bold(n.node)}: ${withoutHost(n.node, n.message)}`)
     lines.push(`  ${c.dim(stateLine(n))}`)
   }
   lines.push(c.dim(`${r.operation} finished in ${formatMs(r.durationMs)}`))

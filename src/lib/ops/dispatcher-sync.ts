@@ -1,6 +1,6 @@
 import type {HactlConfig, ResolvedNode} from '../config/load.js'
 import type {EtcdHandle} from '../etcd/client.js'
-import {HactlError, HostError, PartialFailureError} from '../errors.js'
+import {HactlError, HostError, PartialFailureError, withoutHost} from '../errors.js'
 import type {DispatcherTarget} from '../facts/kamailio.js'
 import type {SshPool} from '../ssh/pool.js'
 import {sh, shellQuote} from '../ssh/quote.js'
@@ -107,6 +107,7 @@ export async function openSyncSession(
   pool: SshPool,
   opts: {lock: boolean; command: string; waitLockMs?: number; onWarning?: (m: string) => void},
 ): Promise<SyncSession> {
+  const {openClusterEtcd} = await import('./node-shared.js')
   const etcd = await openClusterEtcd(config, pool)
   let lock: {release(): Promise<void>} | undefined
   try {
@@ -131,16 +132,6 @@ export async function openSyncSession(
         await etcd.close().catch(() => undefined)
       })()),
   }
-}
-
-async function openClusterEtcd(config: HactlConfig, pool: SshPool): Promise<EtcdHandle> {
-  const {openEtcd} = await import('../etcd/client.js')
-  const etcdNode = config.nodes.find((n) => n.roles.includes('etcd'))
-  return openEtcd(config, {
-    ...(config.etcd.via === 'ssh' && etcdNode
-      ? {tunnel: (h: string, p: number) => pool.forwardOut(etcdNode, h, p)}
-      : {}),
-  })
 }
 
 const MARK = '@@hactl-sync:'
@@ -364,7 +355,7 @@ async function readAndRender(
 ): Promise<{text: string; destinations: WantedDestination[]; warnings: string[]}> {
   const {readRegistrationSnapshot} = await import('../etcd/registrations.js')
   const {renderSnapshot} = await import('../agent/dispatcher-agent.js')
-  const handle = given ?? (await openClusterEtcd(config, pool))
+  const handle = given ?? (await (await import('./node-shared.js')).openClusterEtcd(config, pool))
   try {
     const snap = await readRegistrationSnapshot(handle, [
       config.etcd.prefixes.asterisk,
@@ -502,8 +493,7 @@ function summarize(plan: DispatcherSyncPlan, hosts: SyncHostResult[], dryRun: bo
 /** A host's error in one line, without the host name that HostError messages start with. */
 export function hostErrorLine(h: {node: string; error?: {message: string}}, fallback = 'failed'): string {
   const first = h.error?.message.split('\n')[0]
-  if (!first) return fallback
-  return first.startsWith(`${h.node}: `) ? first.slice(h.node.length + 2) : first
+  return first ? withoutHost(h.node, first) : fallback
 }
 
 /** The error a sync result calls for: none, partial (some hosts failed), or total. */
