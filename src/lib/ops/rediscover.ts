@@ -901,16 +901,15 @@ export async function rediscoverCluster(
     lockNote.note = plan.lock.note
     // The lock first, so the plan the operator confirms is not raced by another hactl run.
     if (plan.lock.take && handle && !opts.dryRun) {
-      const {acquireClusterLock, describeHolder, lockHolder} = await import('../etcd/lock.js')
-      const waitMs = opts.waitLockMs ?? 0
+      const {commandLine, takeClusterLock} = await import('./node-shared.js')
       try {
-        lock = await acquireClusterLock(handle, {
-          key: config.etcd.prefixes.lock,
-          holder: lockHolder(`${ctx.bin} ${(opts.argv ?? ['cluster', 'rediscover']).join(' ')}`),
-          waitMs,
-          onWait: (holder, raw) =>
-            opts.onWarning?.(`waiting up to ${formatMs(waitMs)} for the cluster lock: ${describeHolder(holder, raw)}`),
-        })
+        lock = await takeClusterLock(
+          config,
+          handle,
+          commandLine(ctx.bin, opts.argv ?? ['cluster', 'rediscover']),
+          opts.onWarning,
+          opts.waitLockMs ?? 0,
+        )
         lockNote.held = true
       } catch (error) {
         const {ClusterLockedError} = await import('../etcd/lock.js')
