@@ -897,7 +897,19 @@ async function applyAdd(s: ApplyState): Promise<void> {
     let memberId = ''
     let initialCluster = plan.etcd.initialCluster
     await runner.run('etcd-member', async () => {
-      const res = await etcd.call(`adding ${node.name} to etcd as a learner`, (c) => c.cluster.memberAdd({peerURLs: [plan.etcd!.peerUrl], isLearner: true}))
+      // etcd refuses a member change ("etcdserver: unhealthy cluster") until every member has been
+      // connected for 5 s, e.g. just after another member came back: nothing was added, try again.
+      const until = Date.now() + 15_000
+      let res
+      for (;;) {
+        try {
+          res = await etcd.call(`adding ${node.name} to etcd as a learner`, (c) => c.cluster.memberAdd({peerURLs: [plan.etcd!.peerUrl], isLearner: true}))
+          break
+        } catch (error) {
+          if (!/unhealthy cluster/.test((error as Error).message) || Date.now() > until) throw error
+          await sleep(1000)
+        }
+      }
       memberId = res.member.ID
       initialCluster = initialClusterOf(res.members, {id: memberId, name: node.name, peerUrl: plan.etcd!.peerUrl})
       undo.push(`remove etcd member ${node.name} (${hexOf(memberId)})`, async () => {
