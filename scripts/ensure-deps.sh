@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pair in sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client etcd:etcd-server etcdctl:etcd-client \
-  kamailio:kamailio kamcmd:kamailio ip:iproute2 unshare:util-linux nsenter:util-linux pgrep:procps; do
+  kamailio:kamailio kamcmd:kamailio ip:iproute2 unshare:util-linux nsenter:util-linux pgrep:procps perl:perl; do
   cmd=${pair%%:*} pkg=${pair#*:}
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then need+=("$pkg"); fi
 done

@@ -22,6 +22,7 @@ import {
   labHosts,
   labSsh,
   labState,
+  REPO,
   restoreLab,
   sshArgs,
   useLab,
@@ -349,6 +350,65 @@ describe('hactl lab (the shared test lab)', () => {
       timeoutMs: 10_000,
       what: 'the call to finish',
     })
+  })
+
+  test('the fast client (Perl) answers exactly as the Node stand-ins do, and leaves the rest to them', async () => {
+    // Each command twice: through the wrapper as installed (fast path) and with the fast path off.
+    const commands = [
+      `asterisk -rx 'core show channels count'`,
+      `asterisk -x 'core show version'`,
+      `asterisk -r -x 'core show nosuch "quoted" \\\\ back'`,
+      `systemctl is-active etcd2`,
+      `systemctl is-active etcd2 asterisk nosuch`,
+      `systemctl is-active --quiet asterisk`,
+      `systemctl is-enabled etcd2 asterisk`,
+      `systemctl show -p ActiveState,UnitFileState asterisk`,
+      `systemctl --property=SubState show etcd2`,
+      `systemctl status nosuch`,
+      `systemctl stop nosuch.service`,
+      `systemctl`,
+    ]
+    const script = commands
+      .map((c, i) =>
+        [
+          `${c} >/tmp/fast.out 2>/tmp/fast.err; echo "@@${i} fast rc=$?"; cat /tmp/fast.out /tmp/fast.err`,
+          `HACTL_LAB_NO_FAST_CLIENT=1 ${c} >/tmp/node.out 2>/tmp/node.err; echo "@@${i} node rc=$?"; cat /tmp/node.out /tmp/node.err`,
+        ].join('; '),
+      )
+      .join('; ')
+    const r = await labSsh('ast1', script)
+    assert.equal(r.code, 0, r.stderr)
+    const parts = r.stdout.split(/^@@/m).slice(1)
+    assert.equal(parts.length, commands.length * 2, r.stdout)
+    for (let i = 0; i < commands.length; i++) {
+      const fast = parts[2 * i]!.replace(/^\d+ fast /, '')
+      const node = parts[2 * i + 1]!.replace(/^\d+ node /, '')
+      assert.equal(fast, node, `${commands[i]}: the fast client differs from the Node stand-in`)
+    }
+    // The fast path needs no Node at all (the Node program given to it does not exist), and
+    // hands every other form to the Node program (which then cannot run).
+    const fastPl = path.join(REPO, 'lab', 'fast-client.pl')
+    const direct = await labSsh(
+      'ast1',
+      [
+        `perl ${fastPl} /nonexistent/node x.mjs asterisk -rx 'core show version'; echo "rc=$?"`,
+        // The wrapper (bind-mounted over systemctl) names the host's directory.
+        `HACTL_LAB_HOST_DIR=$(sed -n 's/^export HACTL_LAB_HOST_DIR=//p' /usr/bin/systemctl) perl ${fastPl} /nonexistent/node x.mjs systemctl systemctl is-active etcd2; echo "rc=$?"`,
+        `perl ${fastPl} /nonexistent/node x.mjs asterisk -V; echo "rc=$?"`,
+        `perl ${fastPl} /nonexistent/node x.mjs systemctl reboot; echo "rc=$?"`,
+        `perl ${fastPl} /nonexistent/node x.mjs systemctl systemctl poweroff; echo "rc=$?"`,
+      ].join('; '),
+    )
+    assert.match(direct.stdout, /^Asterisk 20\.\d+\.\d+ built by .*\nrc=0\nactive\nrc=0\nrc=127\nrc=127\nrc=127\n$/)
+    assert.equal((direct.stderr.match(/fast-client: cannot run \/nonexistent\/node/g) ?? []).length, 3)
+    // Down: the same message and exit status as the Node client.
+    const down = await labSsh(
+      'spare1',
+      `asterisk -rx 'core show version'; echo "rc=$?"; HACTL_LAB_NO_FAST_CLIENT=1 asterisk -rx 'core show version'; echo "rc=$?"`,
+    )
+    assert.equal(down.stdout, 'rc=1\nrc=1\n')
+    const msg = 'Unable to connect to remote asterisk (does /var/run/asterisk/asterisk.ctl exist?)\n'
+    assert.equal(down.stderr, msg + msg)
   })
 
   test('a reboot changes boot_id, cuts SSH sessions, and brings sshd, etcd, Asterisk and Kamailio back', async () => {

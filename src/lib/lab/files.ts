@@ -131,11 +131,18 @@ export function kamailioCfg(ip: string, pingIntervalS = 2): string {
   return tmpl.replaceAll('{{IP}}', ip).replaceAll('{{PING_INTERVAL}}', String(pingIntervalS))
 }
 
-function wrapper(dir: string, script: string, passArgv0: boolean): string {
+function wrapper(dir: string, script: string, kind: 'asterisk' | 'systemctl'): string {
+  const node = shellQuote(process.execPath)
+  const mjs = shellQuote(path.join(labScriptsDir(), script))
+  // systemctl.mjs is a multi-call program: it is told the name it was invoked as.
+  const argv0 = kind === 'systemctl' ? ' "$0"' : ''
+  // fast-client.pl answers the hot client forms (`asterisk -rx`, `systemctl VERB`) in a few ms, as
+  // the real C programs do, and execs the Node program for everything else; without Perl, Node.
   return `#!/bin/sh
 # hactl lab: ${script} for this host (bind-mounted over the real command inside the host)
 export HACTL_LAB_HOST_DIR=${shellQuote(dir)}
-exec ${shellQuote(process.execPath)} ${shellQuote(path.join(labScriptsDir(), script))}${passArgv0 ? ' "$0"' : ''} "$@"
+[ -x /usr/bin/perl ] && [ -z "$HACTL_LAB_NO_FAST_CLIENT" ] && exec /usr/bin/perl ${shellQuote(path.join(labScriptsDir(), 'fast-client.pl'))} ${node} ${mjs} ${kind}${argv0} "$@"
+exec ${node} ${mjs}${argv0} "$@"
 `
 }
 
@@ -260,8 +267,8 @@ export function writeHostFiles(opts: {
     ].join('\n'),
   )
   writeFileSync(path.join(dir, 'ssh', 'sshd_config'), sshdConfig(host, dir, opts.authorizedKeys))
-  writeFileSync(path.join(dir, 'bin', 'systemctl'), wrapper(dir, 'systemctl.mjs', true), {mode: 0o755})
-  writeFileSync(path.join(dir, 'bin', 'asterisk'), wrapper(dir, 'asterisk.mjs', false), {mode: 0o755})
+  writeFileSync(path.join(dir, 'bin', 'systemctl'), wrapper(dir, 'systemctl.mjs', 'systemctl'), {mode: 0o755})
+  writeFileSync(path.join(dir, 'bin', 'asterisk'), wrapper(dir, 'asterisk.mjs', 'asterisk'), {mode: 0o755})
   writeFileSync(path.join(dir, 'etc', 'hostname'), `${host.name}\n`)
   writeFileSync(path.join(dir, 'etc', 'machine-id'), `${randomBytes(16).toString('hex')}\n`)
   if (host.kind === 'kamailio') {
