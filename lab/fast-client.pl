@@ -1,14 +1,14 @@
 #!/usr/bin/perl
-# The fast path of the lab's stand-in command-line clients: `asterisk -rx CMD` and `systemctl VERB
-# UNIT...` as run inside a lab host.
+# The fast path of the lab's stand-in command-line clients: `asterisk -rx CMD`, `systemctl VERB
+# UNIT...` and `reboot` / `systemctl reboot` as run inside a lab host.
 #
 # The stand-ins are Node programs (asterisk.mjs, systemctl.mjs), and a Node process needs ~50 ms
 # of CPU to start. The real `asterisk -rx` and `systemctl` are small C programs that answer in a
 # few milliseconds, and every tool that operates the cluster (hactl, the Ansible playbooks of the
-# benchmark) runs them over and over. So the host wrappers run this script first: for the two
+# benchmark) runs them over and over. So the host wrappers run this script first: for these
 # hot client forms it speaks the stand-in's own socket protocol itself, byte for byte what the
 # Node client does (same output, same exit status, same timeouts); for anything else (the
-# daemon, `asterisk -r`, reboot/shutdown, power verbs, options it does not know) it execs the
+# daemon, `asterisk -r`, shutdown, the other power verbs, options it does not know) it execs the
 # Node program unchanged. Only core Perl (perl-base) is used: Socket, no JSON module.
 #
 # Usage (from the host wrappers): fast-client.pl NODE SCRIPT.mjs asterisk|systemctl ARGS...
@@ -159,11 +159,55 @@ sub asterisk {
 
 # --- systemctl VERB [UNIT...] ----------------------------------------------------------------
 
+# One request to the host's supervisor; its answer (a hash), or undef when it did not answer.
+sub supervisor {
+  my ($dir, $msg) = @_;
+  utf8::encode($msg);
+  my $fh = connect_unix("$dir/supervisor.sock");
+  return undef unless $fh && send_all($fh, $msg);
+  # The Node client waits up to 10 minutes for the answer line (a start can take that long).
+  my $buf = '';
+  my $deadline = time + 600;
+  while (index($buf, "\n") < 0) {
+    my $left = $deadline - time;
+    return undef if $left <= 0;
+    my $got = read_some($fh, $left * 1000);
+    return undef if !defined $got || $got eq '';
+    $buf .= $got;
+  }
+  my $line = substr($buf, 0, index($buf, "\n"));
+  utf8::decode($line);
+  my $r = eval { json_decode($line) };
+  return ref $r eq 'HASH' ? $r : undef;
+}
+
+sub no_bus {
+  print STDERR "System has not been booted with systemd as init system (PID 1). Can't operate.\n"
+    . "Failed to connect to bus: Host is down\n";
+  exit 1;
+}
+
+# `reboot` and `systemctl reboot`, now: what systemctl.mjs's power() does.
+sub reboot_now {
+  my ($dir) = @_;
+  my $r = supervisor($dir, qq({"op":"power","action":"reboot","delayMs":0}\n)) // no_bus();
+  if (!$r->{ok}) {
+    binmode STDERR, ':utf8';
+    print STDERR 'Failed to reboot system: ' . ($r->{error} // 'undefined') . "\n";
+    exit 1;
+  }
+  exit 0;
+}
+
 sub systemctl {
   my ($invoked, @rest) = @args;
-  fallback() unless defined $invoked && $invoked =~ m{(?:^|/)systemctl$};
   my $dir = $ENV{HACTL_LAB_HOST_DIR};
-  fallback() unless defined $dir && length $dir;
+  fallback() unless defined $invoked && defined $dir && length $dir;
+  if ($invoked =~ m{(?:^|/)reboot$}) {
+    fallback() if @rest;
+    reboot_now($dir);
+  }
+  fallback() unless $invoked =~ m{(?:^|/)systemctl$};
   my ($quiet, $no_block, $now) = (0, 0, 0);
   my (@props, @words);
   for (my $i = 0; $i < @rest; $i++) {
@@ -179,7 +223,9 @@ sub systemctl {
     else { push @words, $a }
   }
   my $verb = shift @words;
-  fallback() if !defined $verb || $verb =~ /^(?:reboot|poweroff|halt|kexec)$/;
+  fallback() unless defined $verb;
+  reboot_now($dir) if $verb eq 'reboot' && !@words && !$quiet && !$no_block && !$now && !@props;
+  fallback() if $verb =~ /^(?:reboot|poweroff|halt|kexec)$/;
   @props = grep { length } @props;
   my $msg = '{"op":"systemctl","verb":' . json_str($verb)
     . ',"units":[' . join(',', map { json_str($_) } @words) . ']'
@@ -187,28 +233,7 @@ sub systemctl {
     . ',"noBlock":' . ($no_block ? 'true' : 'false')
     . ',"now":' . ($now ? 'true' : 'false')
     . ',"properties":[' . join(',', map { json_str($_) } @props) . "]}\n";
-  utf8::encode($msg);
-  my $fh = connect_unix("$dir/supervisor.sock");
-  my $line;
-  if ($fh && send_all($fh, $msg)) {
-    # The Node client waits up to 10 minutes for the answer line (a start can take that long).
-    my $buf = '';
-    my $deadline = time + 600;
-    while (index($buf, "\n") < 0) {
-      my $left = $deadline - time;
-      last if $left <= 0;
-      my $got = read_some($fh, $left * 1000);
-      last if !defined $got || $got eq '';
-      $buf .= $got;
-    }
-    $line = substr($buf, 0, index($buf, "\n")) if index($buf, "\n") >= 0;
-  }
-  my $r = eval { defined $line ? json_decode(do { utf8::decode(my $l = $line); $l }) : undef };
-  if (ref $r ne 'HASH') {
-    print STDERR "System has not been booted with systemd as init system (PID 1). Can't operate.\n"
-      . "Failed to connect to bus: Host is down\n";
-    exit 1;
-  }
+  my $r = supervisor($dir, $msg) // no_bus();
   binmode STDOUT, ':utf8';
   binmode STDERR, ':utf8';
   print STDOUT $r->{stdout} if defined $r->{stdout} && length $r->{stdout};

@@ -718,7 +718,7 @@ export function stopEtcdCommand(service: string): string {
     sh`pid=$(systemctl show -p MainPID ${service} 2>/dev/null | sed -n 's/^MainPID=//p')`,
     sh`systemctl stop --no-block ${service} || exit 1`,
     sh`systemctl kill -s KILL ${service} >/dev/null 2>&1 || { case $pid in ''|0) ;; *) kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null ;; esac; }`,
-    `case $pid in ''|0) ;; *) n=0; while kill -0 "$pid" 2>/dev/null; do n=$((n+1)); if [ "$n" -ge 200 ]; then echo "etcd (pid $pid) still runs 10s after SIGKILL" >&2; exit 1; fi; sleep 0.05; done ;; esac`,
+    `case $pid in ''|0) ;; *) n=0; while kill -0 "$pid" 2>/dev/null; do n=$((n+1)); if [ "$n" -ge 1000 ]; then echo "etcd (pid $pid) still runs 10s after SIGKILL" >&2; exit 1; fi; sleep 0.01; done ;; esac`,
   ].join('\n')
 }
 
