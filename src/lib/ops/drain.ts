@@ -561,12 +561,8 @@ async function runOperation(
       pool.connect(n).catch((error: unknown) => void connectErrors.set(n.name, error)),
     ),
   )
-  const {openEtcd} = await import('../etcd/client.js')
-  const etcdNode = config.nodes.find((n) => n.roles.includes('etcd'))
-  const etcd = await openEtcd(
-    config,
-    config.etcd.via === 'ssh' && etcdNode ? {tunnel: (h, p) => pool.forwardOut(etcdNode, h, p)} : {},
-  )
+  const {openClusterEtcd, takeClusterLock} = await import('./node-shared.js')
+  const etcd = await openClusterEtcd(config, pool)
   let lock: {release(): Promise<void>} | undefined
   try {
     const command = [bin, ...(ctx.argv ?? ['node', operation, ...opts.nodes.map((n) => n.name)])]
@@ -576,7 +572,6 @@ async function runOperation(
     // One drain or undrain at a time in the whole cluster: two operators draining the last two
     // boxes must not both pass the guard.
     if (!opts.dryRun) {
-      const {takeClusterLock} = await import('./node-shared.js')
       lock = await takeClusterLock(ctx.config, etcd, command, hooks.onWarning, opts.waitLockMs ?? 0)
     }
     const state: RunState = {

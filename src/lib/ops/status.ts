@@ -222,15 +222,12 @@ function emptyEtcd(): EtcdFacts {
 
 async function gatherEtcd(config: HactlConfig, pool: SshPool): Promise<EtcdFacts> {
   const facts = emptyEtcd()
-  let handle: Awaited<ReturnType<typeof import('../etcd/client.js').openEtcd>> | undefined
+  let handle: import('../etcd/client.js').EtcdHandle | undefined
   try {
-    const {openEtcd} = await import('../etcd/client.js')
+    const {openClusterEtcd} = await import('./node-shared.js')
     const {etcdClusterHealth} = await import('../etcd/health.js')
     const {getMarks} = await import('../etcd/marks.js')
-    const etcdNode = config.nodes.find((n) => n.roles.includes('etcd'))
-    handle = await openEtcd(config, {
-      ...(config.etcd.via === 'ssh' && etcdNode ? {tunnel: (h: string, p: number) => pool.forwardOut(etcdNode, h, p)} : {}),
-    })
+    handle = await openClusterEtcd(config, pool)
     const [health, marks] = await Promise.all([
       etcdClusterHealth(handle),
       getMarks(handle, config.etcd.prefixes.maintenance).catch(() => []),
