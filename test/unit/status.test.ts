@@ -155,6 +155,26 @@ describe('problem rules', () => {
     assert.match(p[1]!.fix, /ssh-keygen -R 10\.0\.0\.21/)
   })
 
+  test('host key fixes edit the known_hosts file hactl reads, under the name it has there', () => {
+    const mismatch = {ok: false, error: {kind: 'host-key-mismatch', message: 'host key mismatch'}} as const
+    const unknown = {ok: false, error: {kind: 'host-key-unknown', message: 'unknown host key'}} as const
+    const nodes = [
+      ast({name: 'ast1', ssh: mismatch, asterisk: {state: 'unknown'}}),
+      ast({name: 'ast2', host: '10.0.0.22', port: 2222, ssh: mismatch, asterisk: {state: 'unknown'}}),
+      ast({name: 'ast3', host: '10.0.0.23', port: 2222, ssh: unknown, asterisk: {state: 'unknown'}}),
+    ]
+    const fixes = (knownHosts?: string) =>
+      findProblems(nodes, healthyEtcd, {...opts, ...(knownHosts ? {knownHosts} : {})}).map((p) => [p.node, p.fix])
+    assert.deepEqual(fixes('/etc/hactl/known hosts'), [
+      ['ast1', `ssh-keygen -f '/etc/hactl/known hosts' -R 10.0.0.21 (only if the host was reinstalled on purpose)`],
+      ['ast2', `ssh-keygen -f '/etc/hactl/known hosts' -R '[10.0.0.22]:2222' (only if the host was reinstalled on purpose)`],
+      ['ast3', `ssh-keyscan -p 2222 10.0.0.23 >> '/etc/hactl/known hosts' after checking the fingerprint`],
+    ])
+    // The default file keeps its ~ (expanded by the shell, not quoted away).
+    assert.equal(fixes('~/.ssh/known_hosts')[0]![1], `ssh-keygen -f ~/'.ssh/known_hosts' -R 10.0.0.21 (only if the host was reinstalled on purpose)`)
+    assert.equal(fixes()[2]![1], 'ssh-keyscan -p 2222 10.0.0.23 >> ~/.ssh/known_hosts after checking the fingerprint')
+  })
+
   test('Asterisk down on a box that is not drained', () => {
     const p = findProblems([ast({asterisk: {state: 'stopped'}, dispatcher: {kam1: {flags: 'IP', state: 'inactive'}}})], healthyEtcd, opts)
     assert.equal(p[0]!.kind, 'asterisk-down')

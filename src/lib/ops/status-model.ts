@@ -1,3 +1,4 @@
+import {shellQuote} from '../ssh/quote.js'
 import type {ClusterStatus, DispatcherEntry, EtcdSummary, NodeStatus, Problem} from './status-schema.js'
 
 export type {ClusterStatus, DispatcherEntry, EtcdSummary, NodeStatus, Problem} from './status-schema.js'
@@ -21,9 +22,19 @@ const SEVERITY_ORDER = {critical: 0, warning: 1} as const
 export function findProblems(
   nodes: NodeStatus[],
   etcd: EtcdSummary,
-  opts: {hasEtcdRole: boolean; kamailioNodes: string[]; etcdService?: string; bin?: string},
+  opts: {
+    hasEtcdRole: boolean
+    kamailioNodes: string[]
+    etcdService?: string
+    bin?: string
+    /** ssh.knownHosts as configured: the file the host key fixes must edit. */
+    knownHosts?: string
+  },
 ): Problem[] {
   const bin = opts.bin ?? 'hactl'
+  // The name a host has in known_hosts ([host]:port off port 22), and the file hactl reads.
+  const keyName = (n: NodeStatus) => (n.port === 22 ? n.host : shellQuote(`[${n.host}]:${n.port}`))
+  const keyFile = opts.knownHosts ? ` -f ${shellQuote(opts.knownHosts).replace(/^'~\//, "~/'")}` : ''
   const svc = opts.etcdService ?? 'etcd2'
   const problems: Problem[] = []
   const add = (p: Problem) => problems.push(p)
@@ -50,9 +61,9 @@ export function findProblems(
     if (!n.ssh.ok) {
       const kind = n.ssh.error?.kind
       if (kind === 'host-key-mismatch') {
-        add({severity: 'critical', kind: 'host-key-mismatch', node: n.name, message: `${n.name}: ${n.ssh.error?.message ?? 'host key mismatch'}`, fix: `ssh-keygen -R ${n.host} (only if the host was reinstalled on purpose)`})
+        add({severity: 'critical', kind: 'host-key-mismatch', node: n.name, message: `${n.name}: ${n.ssh.error?.message ?? 'host key mismatch'}`, fix: `ssh-keygen${keyFile} -R ${keyName(n)} (only if the host was reinstalled on purpose)`})
       } else if (kind === 'host-key-unknown') {
-        add({severity: 'critical', kind: 'host-key-unknown', node: n.name, message: `${n.name}: unknown host key`, fix: `ssh-keyscan ${n.host} >> ~/.ssh/known_hosts after checking the fingerprint`})
+        add({severity: 'critical', kind: 'host-key-unknown', node: n.name, message: `${n.name}: unknown host key`, fix: `ssh-keyscan${n.port === 22 ? '' : ` -p ${n.port}`} ${n.host} >> ${opts.knownHosts ? shellQuote(opts.knownHosts).replace(/^'~\//, "~/'") : '~/.ssh/known_hosts'} after checking the fingerprint`})
       } else if (kind === 'unreachable' || kind === 'timeout') {
         add({severity: 'critical', kind: 'host-unreachable', node: n.name, message: `${n.name} (${n.host}) is unreachable: ${n.ssh.error?.message ?? ''}`.trim(), fix: `ssh -p ${n.port} ${n.host}`})
       } else {

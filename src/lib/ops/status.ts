@@ -144,6 +144,7 @@ export async function gatherStatus(config: HactlConfig, pool: SshPool, opts: Sta
     kamailioNodes: kamailioNodes.map((k) => k.name),
     etcdService: config.etcd.service,
     bin: opts.bin,
+    knownHosts: config.ssh.knownHosts,
   })
   return {
     cluster: config.cluster,
