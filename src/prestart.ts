@@ -7,7 +7,8 @@ import type {PassphrasePrompt, SshPool} from './lib/ssh/pool.js'
 
 /**
  * The early start of the commands that spend their time on SSH and etcd (`status`, `node drain`,
- * `node undrain`, `cluster rediscover`), run by bin/run.js before oclif loads.
+ * `node undrain`, `cluster rediscover`, and `exec`, which only connects early), run by bin/run.js
+ * before oclif loads.
  *
  * A run of these is mostly module loading (oclif, etcd3 with grpc-js and protobufjs: CPU work) and
  * SSH handshakes (waiting on the network and on the hosts). Done one after the other, as oclif
@@ -27,7 +28,7 @@ import type {PassphrasePrompt, SshPool} from './lib/ssh/pool.js'
  * `--help`, a bad node name, a config error) it does nothing, and oclif runs the command as ever.
  */
 
-type CommandId = 'status' | 'node drain' | 'node undrain' | 'cluster rediscover'
+type CommandId = 'status' | 'node drain' | 'node undrain' | 'cluster rediscover' | 'exec'
 
 interface Grammar {
   /** Flags that take a value. */
@@ -35,6 +36,8 @@ interface Grammar {
   /** Flags without a value. */
   bool: string[]
   positionals: boolean
+  /** Everything after `--` is the remote command (exec): required, and not read here. */
+  rest?: boolean
 }
 
 const ALIASES: Record<string, string> = {'-c': '--config', '-v': '--verbose', '-y': '--yes'}
@@ -53,6 +56,8 @@ const COMMANDS: Record<CommandId, Grammar> = {
   'node undrain': {value: ['--timeout', '--wait-lock'], bool: ['--dry-run'], positionals: true},
   // --size, --discovery, --discovery-service and the timeouts are left to oclif and the command.
   'cluster rediscover': {value: [], bool: ['--restore', '--no-restore', '--dry-run'], positionals: false},
+  // The command itself is never sent early (it may change anything): only the connections open.
+  exec: {value: ['--timeout'], bool: [], positionals: true, rest: true},
 }
 
 export interface EarlyArgs {
@@ -76,7 +81,13 @@ export function parseEarlyArgs(argv: string[]): EarlyArgs | undefined {
   const values = new Map<string, string>()
   const bools = new Set<string>()
   const positionals: string[] = []
-  const rest = argv.slice(command.split(' ').length)
+  let rest = argv.slice(command.split(' ').length)
+  if (grammar.rest) {
+    const dash = rest.indexOf('--')
+    // No command after --: the command says what is missing.
+    if (dash === -1 || rest.slice(dash + 1).join(' ').trim() === '') return undefined
+    rest = rest.slice(0, dash)
+  }
   for (let i = 0; i < rest.length; i++) {
     const token = rest[i]!
     if (!token.startsWith('-')) {
@@ -258,6 +269,9 @@ async function nodesFor(args: EarlyArgs, config: HactlConfig): Promise<ResolvedN
       if (!args.bools.has('--yes') && !args.bools.has('--dry-run') && !interactive(args)) return []
       return config.nodes.filter((n) => n.roles.includes('etcd'))
     }
+    case 'exec':
+      // exec connects to every node it selects (the pool's concurrency caps how many at once).
+      return args.positionals.length === 0 ? [] : selectNodes(config, args.positionals)
   }
 }
 
@@ -399,6 +413,7 @@ function commandSteps(command: CommandId, json: boolean): {own: Step[]; etcd: St
       './lib/ops/rediscover.js',
       './ui/rediscover-view.js',
     ],
+    exec: ['./commands/exec.js', './lib/ops/exec.js', './ui/progress.js'],
   }
   const etcd3 = requireFrom('etcd3')
   const protoLoader = requireFrom('@grpc/proto-loader', etcd3)
@@ -407,10 +422,12 @@ function commandSteps(command: CommandId, json: boolean): {own: Step[]; etcd: St
     'node drain': ['./lib/etcd/lock.js', './lib/history.js'],
     'node undrain': ['./lib/etcd/lock.js', './lib/history.js'],
     'cluster rediscover': ['./lib/etcd/lock.js', './lib/etcd/backup.js', './lib/history.js'],
+    exec: [],
   }
   return {
     own: own[command].map((m) => () => import(m)),
-    etcd: [
+    // exec does not use etcd.
+    etcd: command === 'exec' ? [] : [
       () => import('./lib/etcd/client.js'),
       () => etcd3('@grpc/grpc-js'),
       () => protoLoader('protobufjs'),

@@ -152,7 +152,14 @@ async function renderOutcome(outcome: ExecOutcome): Promise<string> {
       outcome.results.map((r) => [r.node, r.host, r.ok ? 'ok' : describeFailure(r), seconds(r.durationMs)]),
     )}\n`
   }
-  const line = `${total} host${total === 1 ? '' : 's'}: ${ok} ok, ${failed} failed (${seconds(durationMs)})`
+  let line = `${total} host${total === 1 ? '' : 's'}: ${ok} ok, ${failed} failed (${seconds(durationMs)})`
+  if (outcome.summary.interrupted) {
+    // Ctrl-C: say what it stopped, also when every host had started already (nothing was cut).
+    const notRun = outcome.results.filter((r) => r.error?.kind === 'interrupted').length
+    line += notRun > 0 ? `; interrupted: ${notRun} not run` : '; interrupted after every host had started'
+    out += `${chalk.yellow(line)}\n`
+    return out
+  }
   out += `${failed === 0 ? chalk.green(line) : chalk.red(line)}\n`
   return out
 }

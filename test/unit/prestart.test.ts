@@ -18,12 +18,24 @@ describe('the early start reads only the command lines it fully understands', ()
     const w = parseEarlyArgs(['status', 'asterisk', '--watch', '5'])
     assert.deepEqual(w?.positionals, ['asterisk'])
     assert.equal(w?.values.get('--interval'), '5')
+    // exec: the node specs before --; the remote command after it is not read (only connections open early).
+    const e = parseEarlyArgs(['exec', 'ast1,ast3', 'kamailio', '--timeout', '2m', '--', 'ls', '-la', '--json', '-c', 'x'])
+    assert.equal(e?.command, 'exec')
+    assert.deepEqual(e?.positionals, ['ast1,ast3', 'kamailio'])
+    assert.equal(e?.values.get('--timeout'), '2m')
+    assert.equal(e?.values.get('--config'), undefined)
+    assert.ok(!e?.bools.has('--json'))
+    assert.deepEqual(parseEarlyArgs(['exec', '--json', 'all', '--', 'true'])?.positionals, ['all'])
   })
 
   test('anything else is left to oclif', () => {
     for (const argv of [
       [],
-      ['exec', 'all', '--', 'true'],
+      ['exec', 'all', 'true'],
+      ['exec', 'all', '--'],
+      ['exec', 'all', '--', ' '],
+      ['exec', 'all', '--bogus', '--', 'true'],
+      ['exec', 'all', '--timeout', 'soon', '--', 'true'],
       ['node', 'add', 'ast5'],
       ['status', '--help'],
       ['status', '-h'],
