@@ -70,6 +70,8 @@ Exit status: 0 when the command exited 0 on every host; 3 when it failed on some
         return execOnNodes(pool, nodes, command, {
           ...(timeoutMs === undefined ? {} : {timeoutMs, timeoutName: '--timeout'}),
           signal,
+          // The connections the early start opened count in the summary's time.
+          startedAt: pool.createdAt,
           onUpdate: (u) => {
             state.set(u.node, u.state === 'done' ? (u.result.ok ? 'exit 0' : describeFailure(u.result)) : u.state)
             if (u.state !== 'done') progress.update(u.node, u.state)

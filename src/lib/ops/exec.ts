@@ -40,6 +40,11 @@ export interface ExecOptions {
   timeoutName?: string
   /** Ctrl-C: hosts not started yet are not run; running commands finish or time out. */
   signal?: AbortSignal
+  /**
+   * Where the summary's time starts (performance.now()); default now. The command passes when its
+   * pool was made: the early start may have opened the connections before this function ran.
+   */
+  startedAt?: number
 }
 
 /**
@@ -53,7 +58,7 @@ export async function execOnNodes(
   command: string,
   opts: ExecOptions = {},
 ): Promise<ExecOutcome> {
-  const started = performance.now()
+  const started = opts.startedAt ?? performance.now()
   const results = await Promise.all(nodes.map((node) => execOne(pool, node, command, opts)))
   const ok = results.filter((r) => r.ok).length
   return {

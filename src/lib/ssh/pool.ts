@@ -191,6 +191,8 @@ export class SshPool {
   private askPassphrase?: PassphrasePrompt
   private readonly connectDeadlines = new DeadlineGroup()
   private readonly prefetched = new Map<string, {opts: RunOptions; result: Promise<ExecResult>}>()
+  /** When the pool was made (performance.now()): its first connections may date from then. */
+  readonly createdAt = performance.now()
 
   constructor(
     readonly config: HactlConfig,
