@@ -155,6 +155,20 @@ describe('planDrain: one plan per starting state', () => {
     )
   })
 
+  test('preflight: the hint of the SSH error (a changed host key) comes first, then status', () => {
+    const keygen = 'if the host was reinstalled on purpose, remove the old key: ssh-keygen -f /k -R 10.0.0.23'
+    const p = planDrain(facts({reachable: false, error: '10.0.0.23: host key mismatch', hints: [keygen]}), kams)
+    assert.deepEqual(p.action === 'blocked' ? p.suggestions : [], [keygen, 'hactl status ast3'])
+    const k = planDrain(facts({dispatcher: {kam1: AP, kam2: null}}), [
+      kams[0]!,
+      {name: 'kam2', reachable: false, error: 'host key mismatch', hints: ['ssh-keygen -f /k -R 10.0.0.12']},
+    ])
+    assert.deepEqual(k.action === 'blocked' ? k.suggestions : [], [
+      'ssh-keygen -f /k -R 10.0.0.12',
+      'check the Kamailio hosts: hactl status kam2',
+    ])
+  })
+
   test('preflight: an unreachable box or an Asterisk CLI that makes no sense blocks it', () => {
     assert.equal(planDrain(facts({reachable: false, error: 'timeout'}), kams).action, 'blocked')
     const p = planDrain(facts({asterisk: {state: 'unknown', detail: 'sh: 1: asterisk: not found'}}), kams)

@@ -47,6 +47,8 @@ export interface DrainNodeFacts {
   /** SSH to the box worked. */
   reachable: boolean
   error?: string
+  /** What the SSH error suggests (e.g. the ssh-keygen line for a changed host key). */
+  hints?: string[]
   asterisk: AsteriskState
   /** Keyed by Kamailio name; null where that Kamailio did not answer. */
   dispatcher: Record<string, DestinationView | null>
@@ -57,6 +59,8 @@ export interface KamailioFacts {
   name: string
   reachable: boolean
   error?: string
+  /** What the SSH error suggests (e.g. the ssh-keygen line for a changed host key). */
+  hints?: string[]
 }
 
 export interface DrainFacts {
@@ -134,7 +138,10 @@ function kamailioBlock(
     action: 'blocked',
     state,
     reason: `${down.map((k) => `${k.name} does not answer${k.error ? ` (${k.error})` : ''}`).join('; ')}: a box half out of rotation is worse than none`,
-    suggestions: [`check the Kamailio hosts: ${bin} status ${down.map((k) => k.name).join(' ')}`],
+    suggestions: [
+      ...down.flatMap((k) => k.hints ?? []),
+      `check the Kamailio hosts: ${bin} status ${down.map((k) => k.name).join(' ')}`,
+    ],
   }
 }
 
@@ -149,7 +156,7 @@ function commonBlock(f: DrainNodeFacts, state: NodePlan['state'], kamailio: Kama
       action: 'blocked',
       state,
       reason: `${f.name} does not answer${f.error ? `: ${f.error}` : ''}`,
-      suggestions: [`${bin} status ${f.name}`],
+      suggestions: [...(f.hints ?? []), `${bin} status ${f.name}`],
     }
   }
   const blocked = kamailioBlock(f.name, state, kamailio, bin)
@@ -717,6 +724,7 @@ export async function gatherDrainFacts(
             name: n.name,
             reachable: false,
             error: shortError(error),
+            ...errorHints(error),
             asterisk: {state: 'unknown', detail: 'unreachable'} as AsteriskState,
           } as const
         }
@@ -728,7 +736,7 @@ export async function gatherDrainFacts(
           connectError(k)
           return {name: k.name, reachable: true, views: await readDestinations(ctx, k, asteriskNodes)}
         } catch (error) {
-          return {name: k.name, reachable: false, error: shortError(error), views: undefined}
+          return {name: k.name, reachable: false, error: shortError(error), ...errorHints(error), views: undefined}
         }
       }),
     ),
@@ -742,6 +750,7 @@ export async function gatherDrainFacts(
         name: a.name,
         reachable: a.reachable,
         ...('error' in a && a.error ? {error: a.error} : {}),
+        ...('hints' in a && a.hints ? {hints: a.hints} : {}),
         asterisk: a.asterisk,
         dispatcher: Object.fromEntries(kamailio.map((k) => [k.name, k.views?.get(a.name) ?? null])),
         ...(mark ? {mark} : {}),
@@ -750,9 +759,15 @@ export async function gatherDrainFacts(
     kamailio: kamailio.map((k) => ({
       name: k.name,
       reachable: k.reachable,
-      ...(k.error ? {error: k.error} : {}),
+      ...('error' in k && k.error ? {error: k.error} : {}),
+      ...('hints' in k && k.hints ? {hints: k.hints} : {}),
     })),
   }
+}
+
+/** The suggestions a HactlError carries, as facts' `hints` (none for other errors). */
+function errorHints(error: unknown): {hints?: string[]} {
+  return error instanceof HactlError && error.suggestions.length > 0 ? {hints: [...error.suggestions]} : {}
 }
 
 function shortError(error: unknown): string {
