@@ -155,13 +155,13 @@ async function renderOutcome(outcome: ExecOutcome): Promise<string> {
     )}\n`
   }
   let line = `${total} host${total === 1 ? '' : 's'}: ${ok} ok, ${failed} failed (${seconds(durationMs)})`
+  let colour = failed === 0 ? chalk.green : chalk.red
   if (outcome.summary.interrupted) {
     // Ctrl-C: say what it stopped, also when every host had started already (nothing was cut).
     const notRun = outcome.results.filter((r) => r.error?.kind === 'interrupted').length
     line += notRun > 0 ? `; interrupted: ${notRun} not run` : '; interrupted after every host had started'
-    out += `${chalk.yellow(line)}\n`
-    return out
+    colour = chalk.yellow
   }
-  out += `${failed === 0 ? chalk.green(line) : chalk.red(line)}\n`
+  out += `${colour(line)}\n`
   return out
 }

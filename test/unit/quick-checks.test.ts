@@ -21,6 +21,28 @@ const anything = fc.oneof(
   fc.constant(undefined),
 )
 
+/**
+ * For every candidate: when the quick check accepts it, the schema accepts it too and parses it to
+ * exactly the same JSON.
+ */
+function agreesWithSchema<C>(
+  name: string,
+  quick: (value: C) => unknown,
+  schema: {safeParse(value: unknown): {success: boolean; data?: unknown}},
+  candidates: fc.Arbitrary<C>,
+): void {
+  fc.assert(
+    fc.property(candidates, (c) => {
+      const fast = quick(c)
+      if (fast === undefined) return
+      const res = schema.safeParse(c)
+      assert.ok(res.success, `${name} accepted what the schema refuses: ${JSON.stringify(c)}`)
+      assert.equal(JSON.stringify(fast), JSON.stringify(res.data))
+    }),
+    {numRuns: 2000},
+  )
+}
+
 describe('quick checks against their schemas', () => {
   test('plainMark', () => {
     const candidate = fc.record(
@@ -34,16 +56,7 @@ describe('quick checks against their schemas', () => {
       },
       {requiredKeys: ['node', 'state', 'by', 'since']},
     )
-    fc.assert(
-      fc.property(candidate, (c) => {
-        const quick = plainMark(c)
-        if (quick === undefined) return
-        const res = maintenanceMarkSchema.safeParse(c)
-        assert.ok(res.success, `plainMark accepted what the schema refuses: ${JSON.stringify(c)}`)
-        assert.equal(JSON.stringify(quick), JSON.stringify(res.data))
-      }),
-      {numRuns: 2000},
-    )
+    agreesWithSchema('plainMark', plainMark, maintenanceMarkSchema, candidate)
   })
 
   test('plainMark accepts the marks drain writes', () => {
@@ -66,16 +79,7 @@ describe('quick checks against their schemas', () => {
       pid: fc.oneof(fc.integer(), fc.double(), fc.constant(2 ** 60), anything),
       since: fc.oneof(fc.string(), anything),
     })
-    fc.assert(
-      fc.property(holder, (h) => {
-        const quick = plainHolder(h)
-        if (quick === undefined) return
-        const res = lockHolderSchema.safeParse(h)
-        assert.ok(res.success, `plainHolder accepted what the schema refuses: ${JSON.stringify(h)}`)
-        assert.equal(JSON.stringify(quick), JSON.stringify(res.data))
-      }),
-      {numRuns: 2000},
-    )
+    agreesWithSchema('plainHolder', plainHolder, lockHolderSchema, holder)
     const own = {
       user: 'root',
       host: 'vm',

@@ -34,7 +34,9 @@ export function findProblems(
   const bin = opts.bin ?? 'hactl'
   // The name a host has in known_hosts ([host]:port off port 22), and the file hactl reads.
   const keyName = (n: NodeStatus) => (n.port === 22 ? n.host : shellQuote(`[${n.host}]:${n.port}`))
-  const keyFile = opts.knownHosts ? ` -f ${shellQuote(opts.knownHosts).replace(/^'~\//, "~/'")}` : ''
+  // Quoted for the shell, but a leading ~/ left outside the quotes for the shell to expand.
+  const knownHosts = opts.knownHosts ? shellQuote(opts.knownHosts).replace(/^'~\//, "~/'") : undefined
+  const keyFile = knownHosts ? ` -f ${knownHosts}` : ''
   const svc = opts.etcdService ?? 'etcd2'
   const problems: Problem[] = []
   const add = (p: Problem) => problems.push(p)
@@ -63,7 +65,7 @@ export function findProblems(
       if (kind === 'host-key-mismatch') {
         add({severity: 'critical', kind: 'host-key-mismatch', node: n.name, message: `${n.name}: ${n.ssh.error?.message ?? 'host key mismatch'}`, fix: `ssh-keygen${keyFile} -R ${keyName(n)} (only if the host was reinstalled on purpose)`})
       } else if (kind === 'host-key-unknown') {
-        add({severity: 'critical', kind: 'host-key-unknown', node: n.name, message: `${n.name}: unknown host key`, fix: `ssh-keyscan${n.port === 22 ? '' : ` -p ${n.port}`} ${n.host} >> ${opts.knownHosts ? shellQuote(opts.knownHosts).replace(/^'~\//, "~/'") : '~/.ssh/known_hosts'} after checking the fingerprint`})
+        add({severity: 'critical', kind: 'host-key-unknown', node: n.name, message: `${n.name}: unknown host key`, fix: `ssh-keyscan${n.port === 22 ? '' : ` -p ${n.port}`} ${n.host} >> ${knownHosts ?? '~/.ssh/known_hosts'} after checking the fingerprint`})
       } else if (kind === 'unreachable' || kind === 'timeout') {
         add({severity: 'critical', kind: 'host-unreachable', node: n.name, message: `${n.name} (${n.host}) is unreachable: ${n.ssh.error?.message ?? ''}`.trim(), fix: `ssh -p ${n.port} ${n.host}`})
       } else {
