@@ -182,11 +182,11 @@ export async function prestart(argv: string[]): Promise<void> {
 }
 
 async function startConnections(args: EarlyArgs): Promise<boolean> {
-  const {findConfigFile} = await import('./lib/config/file.js')
   const {loadConfigCached} = await import('./lib/config/cache.js')
   const flag = args.values.get('--config')
-  const file = findConfigFile({flag})
   const config = await loadConfigCached({flag})
+  // loadConfigCached found the file (findConfigFile) and returns its resolved path.
+  const file = config.file
   let openGate = () => {}
   let closeGate = () => {}
   const gate = new Promise<void>((resolve, reject) => {
